@@ -1,0 +1,6 @@
+//! Parsed domain types: values that were checked once at the edge, so the
+//! rest of the code can trust them.
+
+pub mod base_url;
+
+pub use base_url::BaseUrl;
