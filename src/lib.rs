@@ -1,6 +1,15 @@
 //! lark-service: keeps a Feishu/Lark app connected to the open platform,
 //! authorizes its users and calls AI APIs on their behalf.
 
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
 pub mod domain;
+pub mod http;
+pub mod metrics;
 pub mod sim;
+pub mod startup;
+pub mod supervise;
+pub mod sync;
 pub mod telemetry;

@@ -1,1 +1,5 @@
-fn main() {}
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    lark_service::cli::run(lark_service::cli::Cli::parse())
+}

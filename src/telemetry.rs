@@ -35,7 +35,8 @@ impl fmt::Debug for Masked<'_> {
 /// Install the global subscriber: human-readable lines on stderr, filtered by
 /// `RUST_LOG` (default `info`). Calling it twice is harmless, which tests rely on.
 pub fn init(default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let _ = tfmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -49,7 +50,10 @@ mod tests {
 
     #[test]
     fn long_tokens_show_a_prefix_only() {
-        assert_eq!(Masked("u-7dCz4TabcdefghijkLMNOP").to_string(), "u-7dCz4T***");
+        assert_eq!(
+            Masked("u-7dCz4TabcdefghijkLMNOP").to_string(),
+            "u-7dCz4T***"
+        );
     }
 
     #[test]

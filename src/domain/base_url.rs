@@ -13,7 +13,9 @@ use url::{Host, Url};
 pub enum BaseUrlError {
     #[error("`{0}` is not a URL")]
     Invalid(String),
-    #[error("`{0}` must use https:// (plain http:// is allowed only for 127.0.0.1, ::1 and localhost)")]
+    #[error(
+        "`{0}` must use https:// (plain http:// is allowed only for 127.0.0.1, ::1 and localhost)"
+    )]
     InsecureScheme(String),
     #[error("`{0}` has no host")]
     NoHost(String),
@@ -28,7 +30,9 @@ impl BaseUrl {
     /// `/`), so `https://host/prefix` works behind a path-routing proxy.
     pub fn parse(raw: &str) -> Result<Self, BaseUrlError> {
         let url = Url::parse(raw.trim()).map_err(|_| BaseUrlError::Invalid(raw.to_owned()))?;
-        let host = url.host().ok_or_else(|| BaseUrlError::NoHost(raw.to_owned()))?;
+        let host = url
+            .host()
+            .ok_or_else(|| BaseUrlError::NoHost(raw.to_owned()))?;
         match url.scheme() {
             "https" => {}
             "http" if is_loopback(&host) => {}

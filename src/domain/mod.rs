@@ -2,5 +2,9 @@
 //! rest of the code can trust them.
 
 pub mod base_url;
+pub mod secret;
+pub mod session;
 
 pub use base_url::BaseUrl;
+pub use secret::Secret;
+pub use session::{AuthMethod, SessionState};

@@ -136,7 +136,11 @@ impl Drop for Simulator {
     }
 }
 
-async fn not_found(req: actix_web::HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+async fn not_found(
+    req: actix_web::HttpRequest,
+    body: web::Bytes,
+    state: web::Data<SimState>,
+) -> HttpResponse {
     state.recorder.record(&req, &body);
     HttpResponse::NotFound().json(serde_json::json!({"code": 404, "msg": "not found"}))
 }
@@ -154,7 +158,9 @@ pub async fn fault_response(state: &SimState, route: &'static str) -> Option<Htt
             HttpResponse::TooManyRequests()
                 .insert_header(("x-ogw-ratelimit-limit", "50"))
                 .insert_header(("x-ogw-ratelimit-reset", reset_seconds.to_string()))
-                .json(serde_json::json!({"code": 99991400, "msg": "request trigger frequency limit"})),
+                .json(
+                    serde_json::json!({"code": 99991400, "msg": "request trigger frequency limit"}),
+                ),
         ),
         Fault::Delay(d) => {
             tokio::time::sleep(d).await;

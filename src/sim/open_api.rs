@@ -61,35 +61,48 @@ struct Credentials {
     app_secret: String,
 }
 
-fn check_credentials(state: &SimState, body: &[u8]) -> Result<(), HttpResponse> {
+fn check_credentials(state: &SimState, body: &[u8]) -> Result<(), Box<HttpResponse>> {
     match serde_json::from_slice::<Credentials>(body) {
         Ok(c) if c.app_id == state.app_id && c.app_secret == state.app_secret => Ok(()),
-        Ok(_) => Err(HttpResponse::Ok().json(json!({"code": 99991543, "msg": "app_id or app_secret is invalid"}))),
-        Err(e) => Err(HttpResponse::BadRequest().json(json!({"code": 9499, "msg": format!("bad request: {e}")}))),
+        Ok(_) => Err(Box::new(HttpResponse::Ok().json(
+            json!({"code": 99991543, "msg": "app_id or app_secret is invalid"}),
+        ))),
+        Err(e) => Err(Box::new(
+            HttpResponse::BadRequest()
+                .json(json!({"code": 9499, "msg": format!("bad request: {e}")})),
+        )),
     }
 }
 
 /// Route `tenant_access_token`.
-async fn tenant_access_token(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+async fn tenant_access_token(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<SimState>,
+) -> HttpResponse {
     state.recorder.record(&req, &body);
     if let Some(r) = fault_response(&state, "tenant_access_token").await {
         return r;
     }
     if let Err(r) = check_credentials(&state, &body) {
-        return r;
+        return *r;
     }
     let token = state.open_api.issue("t");
     HttpResponse::Ok().json(json!({"code": 0, "msg": "ok", "tenant_access_token": token, "expire": APP_TOKEN_EXPIRE_SECONDS}))
 }
 
 /// Route `app_access_token`.
-async fn app_access_token(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+async fn app_access_token(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<SimState>,
+) -> HttpResponse {
     state.recorder.record(&req, &body);
     if let Some(r) = fault_response(&state, "app_access_token").await {
         return r;
     }
     if let Err(r) = check_credentials(&state, &body) {
-        return r;
+        return *r;
     }
     let app = state.open_api.issue("a");
     let tenant = state.open_api.issue("t");

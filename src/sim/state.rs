@@ -47,7 +47,10 @@ impl RecordedRequest {
 #[derive(Debug, Clone)]
 pub enum Fault {
     /// Answer with this HTTP status and JSON body instead of the real answer.
-    Respond { status: u16, body: serde_json::Value },
+    Respond {
+        status: u16,
+        body: serde_json::Value,
+    },
     /// The gateway's rate limit: HTTP 429, code 99991400, `x-ogw-ratelimit-reset`.
     RateLimit { reset_seconds: u64 },
     /// Answer normally, but only after this delay.
@@ -103,7 +106,9 @@ impl Recorder {
 
     /// The next queued fault for `route`, if any.
     pub fn take_fault(&self, route: &'static str) -> Option<Fault> {
-        lock(&self.faults).get_mut(route).and_then(VecDeque::pop_front)
+        lock(&self.faults)
+            .get_mut(route)
+            .and_then(VecDeque::pop_front)
     }
 }
 

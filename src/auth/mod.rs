@@ -1,0 +1,5 @@
+//! User authorization: the token vault, sessions, and the ways a user
+//! authorizes the app (card click, OAuth redirect, device code).
+
+pub mod registry;
+pub mod vault;

@@ -1,0 +1,81 @@
+//! The command line. `main.rs` parses; this module runs the chosen command
+//! and turns its error into an exit code and a message that says what to do.
+//!
+//! Exit codes: 0 success, 2 usage or configuration error, 1 anything else
+//! (the `auth` commands keep the Auth Guard's own contract).
+
+pub mod migrate;
+pub mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::ConfigError;
+use crate::startup::StartupError;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "lark-service",
+    version,
+    about = "Keeps a Feishu/Lark app connected, authorizes its users and calls AI APIs as them."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the supervised service.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+}
+
+/// A command's failure, classified for the exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad configuration or usage: exit 2.
+    #[error("{0}")]
+    Config(String),
+    /// Anything else: exit 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<ConfigError> for CliError {
+    fn from(e: ConfigError) -> Self {
+        Self::Config(e.to_string())
+    }
+}
+
+impl From<StartupError> for CliError {
+    fn from(e: StartupError) -> Self {
+        match e {
+            StartupError::Config(c) => c.into(),
+            StartupError::Bind { .. } => Self::Config(e.to_string()),
+            other => Self::Failed(other.to_string()),
+        }
+    }
+}
+
+/// Run a parsed command line.
+pub fn run(cli: Cli) -> ExitCode {
+    let result = actix_rt::System::new().block_on(async move {
+        match cli.command {
+            Command::Serve => serve::run().await,
+            Command::Migrate => migrate::run().await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            match e {
+                CliError::Config(_) => ExitCode::from(2),
+                CliError::Failed(_) => ExitCode::from(1),
+            }
+        }
+    }
+}

@@ -1,0 +1,125 @@
+//! The actix-web control surface: health, metrics, the admin API, and the
+//! platform's HTTP entry points (webhook, OAuth callback).
+//!
+//! Routes know nothing of actors' internals: they hold addresses and the
+//! `Db` handle in [`AppState`] and map module errors through
+//! [`error::ApiError`].
+
+pub mod admin_guard;
+pub mod error;
+pub mod routes;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, Error};
+use metrics_exporter_prometheus::PrometheusHandle;
+use serde::Serialize;
+use tokio::sync::watch;
+
+use crate::db::Db;
+use crate::domain::Secret;
+use crate::metrics::HTTP_REQUESTS;
+use crate::supervise::StatusBoard;
+
+/// What routes share. Addresses and handles only; no mutable state.
+pub struct AppState {
+    pub db: Db,
+    pub board: StatusBoard,
+    pub prometheus: PrometheusHandle,
+    pub admin_token: Option<Secret>,
+    pub readiness: Readiness,
+}
+
+/// Which path events can arrive on, for `/readyz`.
+#[derive(Clone)]
+pub struct Readiness {
+    /// `true` while the long connection is up; `None` when there is none.
+    pub ws_connected: Option<watch::Receiver<bool>>,
+    pub fallback_to_http: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EventPath {
+    pub path: &'static str,
+    #[serde(skip)]
+    pub ready: bool,
+}
+
+impl Readiness {
+    pub fn event_path(&self) -> EventPath {
+        let connected = self.ws_connected.as_ref().is_some_and(|rx| *rx.borrow());
+        match (connected, self.fallback_to_http) {
+            (true, _) => EventPath {
+                path: "websocket",
+                ready: true,
+            },
+            (false, true) => EventPath {
+                path: "webhook",
+                ready: true,
+            },
+            (false, false) => EventPath {
+                path: "none",
+                ready: false,
+            },
+        }
+    }
+}
+
+/// Register every route.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    use routes::*;
+    cfg.app_data(error::json_config())
+        .app_data(error::path_config())
+        .app_data(error::query_config())
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .route("/metrics", web::get().to(metrics::metrics))
+        .service(
+            web::scope("/admin")
+                .wrap(actix_web::middleware::from_fn(require_admin))
+                .route("/actors", web::get().to(admin::actors::list))
+                .route(
+                    "/actors/{name}/restart",
+                    web::post().to(admin::actors::restart),
+                ),
+        )
+        .default_service(web::to(not_found));
+}
+
+async fn not_found(
+    req: actix_web::HttpRequest,
+) -> Result<actix_web::HttpResponse, error::ApiError> {
+    Err(error::ApiError::not_found(
+        "no_route",
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
+}
+
+async fn require_admin(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<actix_web::body::BoxBody>, Error> {
+    match admin_guard::check(&req) {
+        Ok(()) => next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body),
+        Err(e) => Ok(req.error_response(e)),
+    }
+}
+
+/// Count every request by matched route pattern (never the raw path, which
+/// would make label cardinality unbounded) and status.
+pub async fn count_requests(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, Error> {
+    let res = next.call(req).await?;
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    metrics::counter!(HTTP_REQUESTS, "route" => route, "status" => res.status().as_str().to_owned()).increment(1);
+    Ok(res)
+}

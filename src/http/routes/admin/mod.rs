@@ -1,0 +1,3 @@
+//! `/admin/*`: the operator API, behind the bearer token.
+
+pub mod actors;

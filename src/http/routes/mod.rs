@@ -1,0 +1,5 @@
+//! One file per route or area.
+
+pub mod admin;
+pub mod health;
+pub mod metrics;

@@ -1,0 +1,3 @@
+//! The scheduled user-profile sync.
+
+pub mod schedule;

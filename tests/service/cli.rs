@@ -1,0 +1,131 @@
+//! The binary's exit codes and messages for bad configuration.
+
+use std::process::Command;
+
+fn lark_service() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lark-service"));
+    // Run where no `.env` can leak in, with only the variables a test sets.
+    let dir = tempfile::tempdir().expect("temp dir");
+    cmd.current_dir(dir.keep())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
+}
+
+#[test]
+fn a_bad_encryption_key_exits_2_naming_it() {
+    let out = lark_service()
+        .args(["serve"])
+        .env("APP_ID", "cli_a1b2c3d4e5f60718")
+        .env("APP_SECRET", "x")
+        .env("ENCRYPTION_KEY", "too-short")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ENCRYPTION_KEY"), "{stderr}");
+    assert!(stderr.contains("64 hex"), "{stderr}");
+}
+
+#[test]
+fn serve_without_credentials_names_them_all() {
+    let out = lark_service().args(["serve"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("APP_ID, APP_SECRET, ENCRYPTION_KEY"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_cron_and_a_bad_database_url_exit_2() {
+    for (var, value) in [
+        ("USER_INFO_SYNC_SCHEDULE", "bad"),
+        ("DATABASE_URL", "mysql://x/y"),
+    ] {
+        let out = lark_service()
+            .args(["migrate"])
+            .env(var, value)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{var}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(var), "{stderr}");
+    }
+}
+
+#[test]
+fn migrate_applies_and_is_idempotent() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("m.db").display());
+    let first = lark_service()
+        .args(["migrate"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert!(String::from_utf8_lossy(&first.stdout).contains("applied 1 migration"));
+    let second = lark_service()
+        .args(["migrate"])
+        .env("DATABASE_URL", &url)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&second.stdout).contains("applied 0 migration"));
+}
+
+#[test]
+fn serve_stops_cleanly_on_sigterm_within_5_seconds() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let sim = lark_service::sim::Simulator::start().unwrap();
+    let mut child = lark_service()
+        .args(["serve"])
+        .env("APP_ID", lark_service::sim::SIM_APP_ID)
+        .env("APP_SECRET", lark_service::sim::SIM_APP_SECRET)
+        .env("ENCRYPTION_KEY", "22".repeat(32))
+        .env("LARK_DOMAIN", sim.base_url())
+        .env("LARK_ACCOUNTS_DOMAIN", sim.base_url())
+        .env(
+            "DATABASE_URL",
+            format!("sqlite://{}", dir.path().join("s.db").display()),
+        )
+        .env("HTTP_BIND", "127.0.0.1:0")
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    // Wait for the "listening" line rather than sleeping.
+    let stderr = child.stderr.take().unwrap();
+    let mut lines = BufReader::new(stderr).lines();
+    let listening = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("control surface listening"));
+    assert!(listening.is_some(), "serve never reported listening");
+    std::thread::spawn(move || lines.for_each(drop));
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "serve did not stop within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "serve exited with {exit}");
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real service against the simulated platform, on
+//! SQLite and (with `TEST_DATABASE_URL`) PostgreSQL. One binary, so the
+//! crate is linked once.
+
+mod support;
+
+mod cli;
+mod control_surface;
+mod persistence;

@@ -1,0 +1,162 @@
+//! Test harness: a fresh database per test, the simulated platform, and the
+//! real application on a random port.
+//!
+//! Not every test module uses every helper.
+#![allow(dead_code)]
+
+pub mod db;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use lark_service::config::{defaults, overlay, Settings};
+use lark_service::sim::Simulator;
+use lark_service::startup::Application;
+
+pub use db::{backends, TestDb};
+
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// Logs are quiet unless `TEST_LOG` is set.
+pub fn init_logs() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        lark_service::telemetry::init("debug");
+    }
+}
+
+/// The running service plus everything it talks to.
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub sim: Simulator,
+    pub db: TestDb,
+    pub http: reqwest::Client,
+    pub server: actix_web::dev::ServerHandle,
+    pub app_db: lark_service::db::Db,
+}
+
+/// Settings aimed at `sim` and `db`, with `extra` pairs on top.
+pub fn settings_for(sim: &Simulator, db: &TestDb, extra: &[(&str, &str)]) -> Settings {
+    let mut raw = defaults().expect("defaults parse");
+    let key = "11".repeat(32);
+    let pairs = [
+        ("APP_ID", lark_service::sim::SIM_APP_ID),
+        ("APP_SECRET", lark_service::sim::SIM_APP_SECRET),
+        ("ENCRYPTION_KEY", key.as_str()),
+        ("DATABASE_URL", db.url()),
+        ("LARK_DOMAIN", sim.base_url()),
+        ("LARK_ACCOUNTS_DOMAIN", sim.base_url()),
+        ("HTTP_BIND", "127.0.0.1:0"),
+        ("ADMIN_TOKEN", ADMIN_TOKEN),
+    ];
+    overlay(
+        &mut raw,
+        pairs
+            .iter()
+            .chain(extra)
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+    );
+    Settings::from_raw(&raw).expect("test settings parse")
+}
+
+/// Start the simulator and the real app on `db`.
+pub async fn spawn_app(db: TestDb) -> TestApp {
+    spawn_app_with(db, &[]).await
+}
+
+/// Like [`spawn_app`], with extra configuration pairs.
+pub async fn spawn_app_with(db: TestDb, extra: &[(&str, &str)]) -> TestApp {
+    init_logs();
+    let sim = Simulator::start().expect("simulator starts");
+    let settings = settings_for(&sim, &db, extra);
+    let app = Application::build(settings)
+        .await
+        .expect("application builds");
+    let port = app.port();
+    let server = app.server_handle();
+    let app_db = app.db().clone();
+    actix_rt::spawn(app.run_until_stopped());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        sim,
+        db,
+        http: reqwest::Client::new(),
+        server,
+        app_db,
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn admin_get(&self, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    pub async fn admin_post(&self, path: &str, body: serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent")
+    }
+
+    /// The Prometheus text.
+    pub async fn metrics(&self) -> String {
+        self.get("/metrics")
+            .await
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
+    /// Stop the HTTP server and wait for it.
+    pub async fn stop(&self) {
+        self.server.stop(true).await;
+    }
+}
+
+/// The value of the sample `series` (e.g. `lark_actor_restarts_total{actor="x"}`).
+pub fn metric_value(text: &str, series: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(series) && l[series.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Poll `check` until it yields `Some`, or panic after `timeout` naming `what`.
+pub async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
