@@ -5,7 +5,7 @@
 //! dashboards and alert rules see every family from the first scrape.
 //! Code elsewhere uses these constants with the `metrics` macros.
 
-use std::sync::OnceLock;
+use std::sync::Mutex;
 
 use metrics::{
     counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit,
@@ -39,7 +39,7 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0,
 ];
 
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
 
 /// Why the recorder could not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -49,7 +49,12 @@ pub struct MetricsError(String);
 /// Install the recorder (once per process; later calls return the same
 /// handle) and publish a zero sample of every family.
 pub fn install(actor_names: &[&'static str]) -> Result<PrometheusHandle, MetricsError> {
-    let handle = match HANDLE.get() {
+    // Held across the install so concurrent callers (parallel tests) wait
+    // for the one recorder instead of racing to set it.
+    let mut slot = HANDLE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let handle = match slot.as_ref() {
         Some(h) => h.clone(),
         None => {
             let recorder = PrometheusBuilder::new()
@@ -57,20 +62,13 @@ pub fn install(actor_names: &[&'static str]) -> Result<PrometheusHandle, Metrics
                 .map_err(|e| MetricsError(e.to_string()))?
                 .build_recorder();
             let handle = recorder.handle();
-            match metrics::set_global_recorder(recorder) {
-                Ok(()) => {
-                    describe();
-                    let _ = HANDLE.set(handle.clone());
-                    handle
-                }
-                // Another thread won the race; use its handle.
-                Err(_) => HANDLE
-                    .get()
-                    .cloned()
-                    .ok_or_else(|| MetricsError("recorder race".into()))?,
-            }
+            metrics::set_global_recorder(recorder).map_err(|e| MetricsError(e.to_string()))?;
+            describe();
+            *slot = Some(handle.clone());
+            handle
         }
     };
+    drop(slot);
     zero_samples(actor_names);
     Ok(handle)
 }

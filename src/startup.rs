@@ -4,12 +4,15 @@
 
 use std::net::TcpListener;
 
+use actix::Addr;
 use actix_web::{web, App, HttpServer};
 
 use crate::auth::registry::SessionRegistry;
 use crate::config::{ConfigError, Settings};
 use crate::db::connection::build_pool;
 use crate::db::{Db, DbError};
+use crate::events::ledger::Ledger;
+use crate::events::router::{EventHandler, EventRouter, Handlers};
 use crate::http::{self, AppState, Readiness};
 use crate::metrics::MetricsError;
 use crate::supervise::{self, StatusBoard};
@@ -33,12 +36,58 @@ pub enum StartupError {
     Metrics(#[from] MetricsError),
 }
 
+/// Builds the service, with the embedding program's own event handlers.
+///
+/// ```no_run
+/// # async fn run(settings: lark_service::config::Settings) -> Result<(), Box<dyn std::error::Error>> {
+/// use lark_service::startup::Service;
+/// let app = Service::builder(settings)
+///     .on("im.message.receive_v1", |event| async move {
+///         tracing::info!(event_id = %event.event_id, "got a message");
+///         Ok(None)
+///     })
+///     .build()
+///     .await?;
+/// app.run_until_stopped().await?;
+/// # Ok(()) }
+/// ```
+pub struct Service;
+
+impl Service {
+    pub fn builder(settings: Settings) -> ServiceBuilder {
+        ServiceBuilder {
+            settings,
+            handlers: Handlers::default(),
+        }
+    }
+}
+
+/// See [`Service::builder`].
+pub struct ServiceBuilder {
+    settings: Settings,
+    handlers: Handlers,
+}
+
+impl ServiceBuilder {
+    /// Handle events of `event_type` in-process. The handler's `Ok(Some(json))`
+    /// is the callback response (for card actions: toast and/or card).
+    pub fn on(mut self, event_type: impl Into<String>, handler: impl EventHandler) -> Self {
+        self.handlers = self.handlers.on(event_type, handler);
+        self
+    }
+
+    pub async fn build(self) -> Result<Application, StartupError> {
+        Application::start(self.settings, self.handlers).await
+    }
+}
+
 /// The running service.
 pub struct Application {
     port: u16,
     server: actix_web::dev::Server,
     db: Db,
     board: StatusBoard,
+    router: Addr<EventRouter>,
 }
 
 impl Application {
@@ -46,6 +95,10 @@ impl Application {
     /// server (which serves once [`run_until_stopped`](Self::run_until_stopped)
     /// is awaited, or once spawned).
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Service::builder(settings).build().await
+    }
+
+    async fn start(settings: Settings, handlers: Handlers) -> Result<Self, StartupError> {
         let _credentials = settings.require_for_serve()?;
         let pool = build_pool(&settings.database.url)?;
         let db = Db::start(pool);
@@ -59,6 +112,10 @@ impl Application {
         let mut board = StatusBoard::default();
         let registry = supervise::spawn(SessionRegistry::new(db.clone()));
         board.register(&registry);
+        let ledger = supervise::spawn(Ledger::new(db.clone()));
+        board.register(&ledger);
+        let router = supervise::spawn(EventRouter::new(handlers, ledger));
+        board.register(&router);
 
         let prometheus = crate::metrics::install(&board.names())?;
 
@@ -86,6 +143,9 @@ impl Application {
                 .configure(http::configure)
         })
         .shutdown_timeout(HTTP_SHUTDOWN_TIMEOUT_SECS)
+        // `serve` owns signal handling (see `run_until`), so embedding
+        // programs and tests keep theirs.
+        .disable_signals()
         .listen(listener)
         .map_err(bind_err)?
         .run();
@@ -96,6 +156,7 @@ impl Application {
             server,
             db,
             board,
+            router,
         })
     }
 
@@ -112,15 +173,39 @@ impl Application {
         &self.board
     }
 
+    /// The event router, for feeding events in directly.
+    pub fn router(&self) -> &Addr<EventRouter> {
+        &self.router
+    }
+
     /// A handle that stops the HTTP server (gracefully, or not).
     pub fn server_handle(&self) -> actix_web::dev::ServerHandle {
         self.server.handle()
     }
 
-    /// Serve until SIGINT/SIGTERM (or a stop through the server handle). The
-    /// HTTP server drains in-flight requests; the actors and the pool go when
-    /// the caller's actix `System` ends.
+    /// Serve until stopped through [`server_handle`](Self::server_handle).
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
+    }
+
+    /// Serve until `shutdown` resolves, then stop gracefully: the HTTP server
+    /// drains in-flight requests (up to a few seconds); the actors and the
+    /// pool go when the caller's actix `System` ends.
+    pub async fn run_until(
+        self,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        let server = self.server;
+        tokio::pin!(server);
+        tokio::select! {
+            result = &mut server => result,
+            () = shutdown => {
+                tracing::info!("shutting down");
+                // The server future must keep being polled to carry out the stop.
+                let (result, ()) = futures_util::future::join(server, handle.stop(true)).await;
+                result
+            }
+        }
     }
 }

@@ -6,4 +6,5 @@ mod support;
 
 mod cli;
 mod control_surface;
+mod events;
 mod persistence;

@@ -62,3 +62,14 @@ pub fn exists(conn: &mut AnyConnection, event_id: &str) -> Result<bool, DbError>
 pub fn prune(conn: &mut AnyConnection, before: NaiveDateTime) -> Result<usize, DbError> {
     Ok(diesel::delete(p::processed_events.filter(p::received_at.lt(before))).execute(conn)?)
 }
+
+/// Which of `ids` are already in the ledger (one statement).
+pub fn existing(conn: &mut AnyConnection, ids: &[String]) -> Result<Vec<String>, DbError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(p::processed_events
+        .filter(p::event_id.eq_any(ids))
+        .select(p::event_id)
+        .load(conn)?)
+}

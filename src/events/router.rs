@@ -1,0 +1,292 @@
+//! `EventRouter`: the one door every event comes through, from the long
+//! connection and the webhook alike.
+//!
+//! For each event it parses the envelope, drops duplicates (an id already
+//! handled, here or by another replica, per the dedup [`Ledger`]; or one
+//! being handled right now), runs the handler registered for its type under a
+//! concurrency limit and a timeout well inside the platform's 3 s ack
+//! deadline, records the id once the handler succeeded, and answers with the
+//! outcome the caller turns into an ack frame or an HTTP response.
+//!
+//! Delivery is at least once: the id is recorded only after the handler
+//! succeeded, so a crash between the two means the platform redelivers and
+//! the handler runs again, rather than the event being lost.
+
+use std::collections::{HashMap, HashSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use tracing::Instrument;
+
+use super::envelope::Envelope;
+use super::ledger::{IsProcessed, Ledger, RecordProcessed};
+use crate::db::models::processed_event::ProcessedEvent;
+use crate::metrics::{EVENTS, EVENTS_DUPLICATE, EVENT_HANDLE_SECONDS};
+use crate::supervise::{Lifecycle, Managed};
+
+pub const NAME: &str = "event_router";
+
+/// Handlers get this long; the platform re-pushes after 3 s without an ack.
+pub const HANDLER_TIMEOUT: Duration = Duration::from_millis(2500);
+/// Events handled at once; more wait for a slot.
+pub const MAX_CONCURRENT: usize = 256;
+
+/// A handler's failure; logged, counted and answered with code 500.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct HandlerError(pub String);
+
+/// What a handler returns: an optional callback response (toast/card JSON).
+pub type HandlerResult = Result<Option<Value>, HandlerError>;
+pub type HandlerFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send>>;
+
+/// Something that handles one event type.
+pub trait EventHandler: Send + Sync + 'static {
+    fn handle(&self, event: Arc<Envelope>) -> HandlerFuture;
+}
+
+impl<F, Fut> EventHandler for F
+where
+    F: Fn(Arc<Envelope>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+{
+    fn handle(&self, event: Arc<Envelope>) -> HandlerFuture {
+        Box::pin(self(event))
+    }
+}
+
+/// Handlers by event type, fixed at start-up.
+#[derive(Clone, Default)]
+pub struct Handlers {
+    by_type: HashMap<String, Arc<dyn EventHandler>>,
+}
+
+impl Handlers {
+    pub fn on(mut self, event_type: impl Into<String>, handler: impl EventHandler) -> Self {
+        self.by_type.insert(event_type.into(), Arc::new(handler));
+        self
+    }
+
+    pub fn get(&self, event_type: &str) -> Option<Arc<dyn EventHandler>> {
+        self.by_type.get(event_type).cloned()
+    }
+}
+
+/// Where an event came from, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventSource {
+    WebSocket,
+    Webhook,
+}
+
+impl EventSource {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::WebSocket => "websocket",
+            Self::Webhook => "webhook",
+        }
+    }
+}
+
+/// Route one event (the decrypted envelope JSON).
+#[derive(Message)]
+#[rtype(result = "RouteOutcome")]
+pub struct RouteEvent {
+    pub payload: Vec<u8>,
+    pub source: EventSource,
+}
+
+/// What became of an event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RouteOutcome {
+    /// Handled now; the callback response, if the handler gave one.
+    Handled(Option<Value>),
+    /// Already handled (or being handled): acknowledge, do nothing.
+    Duplicate,
+    /// No handler for this type: acknowledged and dropped.
+    Unhandled,
+    /// The handler failed or timed out, or the ledger was unreachable:
+    /// answer 500 so the platform delivers it again.
+    Failed(String),
+    /// Not an event envelope at all.
+    Rejected(String),
+}
+
+impl RouteOutcome {
+    /// The HTTP-style code for the ack frame / webhook response.
+    pub fn code(&self) -> u16 {
+        match self {
+            Self::Handled(_) | Self::Duplicate | Self::Unhandled => 200,
+            Self::Failed(_) => 500,
+            Self::Rejected(_) => 400,
+        }
+    }
+
+    /// The callback response body, if any.
+    pub fn body(&self) -> Option<&Value> {
+        match self {
+            Self::Handled(body) => body.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn label(&self) -> &'static str {
+        match self {
+            Self::Handled(_) => "ok",
+            Self::Duplicate => "duplicate",
+            Self::Unhandled => "unhandled",
+            Self::Failed(_) => "error",
+            Self::Rejected(_) => "rejected",
+        }
+    }
+}
+
+pub struct EventRouter {
+    handlers: Handlers,
+    ledger: Addr<Ledger>,
+    slots: Arc<Semaphore>,
+    in_flight: HashSet<String>,
+    lifecycle: Lifecycle,
+}
+
+impl EventRouter {
+    pub fn new(handlers: Handlers, ledger: Addr<Ledger>) -> Self {
+        Self {
+            handlers,
+            ledger,
+            slots: Arc::new(Semaphore::new(MAX_CONCURRENT)),
+            in_flight: HashSet::new(),
+            lifecycle: Lifecycle::new(NAME),
+        }
+    }
+}
+
+impl Managed for EventRouter {
+    const NAME: &'static str = NAME;
+
+    fn lifecycle(&mut self) -> &mut Lifecycle {
+        &mut self.lifecycle
+    }
+
+    fn lifecycle_ref(&self) -> &Lifecycle {
+        &self.lifecycle
+    }
+
+    fn on_start(&mut self, _: &mut Context<Self>) {}
+
+    fn on_restart(&mut self) {
+        self.in_flight.clear();
+    }
+
+    fn in_flight(&self) -> u64 {
+        self.in_flight.len() as u64
+    }
+}
+
+crate::managed_actor!(EventRouter);
+
+impl Handler<RouteEvent> for EventRouter {
+    type Result = ResponseActFuture<Self, RouteOutcome>;
+
+    fn handle(&mut self, msg: RouteEvent, _: &mut Context<Self>) -> Self::Result {
+        let started = Instant::now();
+        let envelope = match Envelope::parse(&msg.payload) {
+            Ok(e) => Arc::new(e),
+            Err(e) => {
+                crate::metrics::bad_input(msg.source.as_str(), "bad_envelope");
+                tracing::warn!(source = msg.source.as_str(), error = %e, "rejected an event that is not an envelope");
+                let outcome = RouteOutcome::Rejected(e.to_string());
+                count(&outcome, "unknown", started);
+                return Box::pin(fut::ready(outcome));
+            }
+        };
+        let event_id = envelope.event_id.clone();
+        let event_type = envelope.event_type.clone();
+        let span =
+            tracing::info_span!("event", %event_id, %event_type, source = msg.source.as_str());
+
+        let Some(handler) = self.handlers.get(&event_type) else {
+            let outcome = RouteOutcome::Unhandled;
+            span.in_scope(|| tracing::debug!("no handler for this event type"));
+            count(&outcome, &event_type, started);
+            return Box::pin(fut::ready(outcome));
+        };
+        if !self.in_flight.insert(event_id.clone()) {
+            let outcome = RouteOutcome::Duplicate;
+            span.in_scope(|| tracing::info!("duplicate of an event being handled"));
+            count(&outcome, &event_type, started);
+            return Box::pin(fut::ready(outcome));
+        }
+
+        let ledger = self.ledger.clone();
+        let slots = self.slots.clone();
+        let work = {
+            let event_id = event_id.clone();
+            let event_type = event_type.clone();
+            async move {
+                // The semaphore is never closed, so acquiring only waits.
+                let _slot = slots.acquire_owned().await;
+                match ledger
+                    .send(IsProcessed {
+                        event_id: event_id.clone(),
+                    })
+                    .await
+                {
+                    Ok(Ok(true)) => return RouteOutcome::Duplicate,
+                    Ok(Ok(false)) => {}
+                    Ok(Err(e)) => return RouteOutcome::Failed(e.to_string()),
+                    Err(e) => {
+                        return RouteOutcome::Failed(format!("dedup ledger unavailable: {e}"))
+                    }
+                }
+                let body =
+                    match tokio::time::timeout(HANDLER_TIMEOUT, handler.handle(envelope)).await {
+                        Ok(Ok(body)) => body,
+                        Ok(Err(e)) => return RouteOutcome::Failed(e.to_string()),
+                        Err(_) => {
+                            return RouteOutcome::Failed(format!(
+                                "handler timed out after {HANDLER_TIMEOUT:?}"
+                            ))
+                        }
+                    };
+                let row = ProcessedEvent {
+                    event_id,
+                    event_type,
+                    received_at: crate::db::now(),
+                };
+                match ledger.send(RecordProcessed { event: row }).await {
+                    Ok(Ok(_)) => RouteOutcome::Handled(body),
+                    Ok(Err(e)) => RouteOutcome::Failed(e.to_string()),
+                    Err(e) => RouteOutcome::Failed(format!("dedup ledger unavailable: {e}")),
+                }
+            }
+            .instrument(span.clone())
+        };
+        Box::pin(work.into_actor(self).map(move |outcome, act, _| {
+            act.in_flight.remove(&event_id);
+            span.in_scope(|| match &outcome {
+                RouteOutcome::Failed(reason) => {
+                    tracing::warn!(%reason, "event not handled; the platform will redeliver")
+                }
+                RouteOutcome::Duplicate => tracing::info!("duplicate event dropped"),
+                _ => tracing::debug!(outcome = outcome.label(), "event routed"),
+            });
+            count(&outcome, &event_type, started);
+            outcome
+        }))
+    }
+}
+
+fn count(outcome: &RouteOutcome, event_type: &str, started: Instant) {
+    metrics::counter!(EVENTS, "event_type" => event_type.to_owned(), "outcome" => outcome.label())
+        .increment(1);
+    metrics::histogram!(EVENT_HANDLE_SECONDS).record(started.elapsed().as_secs_f64());
+    if matches!(outcome, RouteOutcome::Duplicate) {
+        metrics::counter!(EVENTS_DUPLICATE).increment(1);
+    }
+}
