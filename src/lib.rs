@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod lark;
 pub mod metrics;
 pub mod sim;
 pub mod startup;
