@@ -6,7 +6,7 @@
 //! answers with top-level fields, and the RFC 6749-style v2 OAuth answer
 //! (top-level fields plus `code`, `error`, `error_description`). A failure
 //! can hide in any of them, often behind HTTP 200, so every call goes
-//! through [`interpret`], which reads the body before the status.
+//! through one interpreter, which reads the body before the status.
 //!
 //! The client does not retry: whether a call is safe to repeat (sending a
 //! message is not, without a `uuid`) is the caller's decision, made with

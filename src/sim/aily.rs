@@ -23,7 +23,9 @@ use std::sync::Mutex;
 use actix_web::{web, HttpRequest};
 use serde_json::{json, Value};
 
-use super::open_api::{bearer, enter, json_body, ok, optional, required, Answer, Reject};
+use super::open_api::{
+    bearer, enter, json_body, ok, optional, query_map, required, Answer, Reject,
+};
 use super::state::lock;
 use super::SimState;
 use crate::lark::codes;
@@ -291,9 +293,7 @@ async fn list_messages(
         return Ok(r);
     }
     let who = caller(&state, "aily_list_messages", &req)?;
-    let query: HashMap<String, String> = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .into_owned()
-        .collect();
+    let query = query_map(&req);
     let page_size = match query.get("page_size") {
         Some(n) => n
             .parse::<usize>()

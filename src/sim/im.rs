@@ -19,7 +19,7 @@ use actix_web::{web, HttpRequest};
 use serde_json::{json, Map, Value};
 
 use super::open_api::{
-    enter, json_body, ok, optional, require_tenant_token, required, Answer, Reject,
+    enter, json_body, ok, optional, query_map, require_tenant_token, required, Answer, Reject,
 };
 use super::state::lock;
 use super::SimState;
@@ -154,9 +154,7 @@ async fn send(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) ->
         return Ok(r);
     }
     require_tenant_token(&state, &req)?;
-    let query: HashMap<String, String> = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .into_owned()
-        .collect();
+    let query = query_map(&req);
     let receive_id_type = query
         .get("receive_id_type")
         .map(String::as_str)

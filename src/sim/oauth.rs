@@ -142,18 +142,38 @@ struct CodeGrant {
     used: bool,
 }
 
-struct AccessGrant {
-    open_id: String,
+/// Whether a token still works.
+struct Validity {
     life: Lifetime,
     revoked: bool,
+}
+
+impl Validity {
+    fn starting_now(ttl: Duration) -> Self {
+        Self {
+            life: Lifetime::starting_now(ttl),
+            revoked: false,
+        }
+    }
+}
+
+/// Which tokens a scripted change applies to.
+#[derive(Debug, Clone, Copy)]
+enum TokenKind {
+    Access,
+    Refresh,
+}
+
+struct AccessGrant {
+    open_id: String,
+    validity: Validity,
 }
 
 struct RefreshGrant {
     open_id: String,
     scope: String,
     generation: Generation,
-    life: Lifetime,
-    revoked: bool,
+    validity: Validity,
     used: bool,
 }
 
@@ -269,45 +289,49 @@ impl OAuthState {
 
     /// Expire every access token of `open_id` now (calls answer 99991677).
     pub fn expire_access_tokens(&self, open_id: &str) {
-        for grant in lock(&self.inner).access.values_mut() {
-            if grant.open_id == open_id {
-                grant.life.forced = true;
-            }
-        }
+        self.change_tokens(open_id, TokenKind::Access, |v| v.life.forced = true);
     }
 
     /// Revoke every access token of `open_id` (calls answer 99991668).
     pub fn revoke_access_tokens(&self, open_id: &str) {
-        for grant in lock(&self.inner).access.values_mut() {
-            if grant.open_id == open_id {
-                grant.revoked = true;
-            }
-        }
+        self.change_tokens(open_id, TokenKind::Access, |v| v.revoked = true);
     }
 
     /// Expire every refresh token of `open_id` now (refresh answers 20037).
     pub fn expire_refresh_tokens(&self, open_id: &str) {
-        for grant in lock(&self.inner).refresh.values_mut() {
-            if grant.open_id == open_id {
-                grant.life.forced = true;
-            }
-        }
+        self.change_tokens(open_id, TokenKind::Refresh, |v| v.life.forced = true);
     }
 
     /// Revoke every refresh token of `open_id` (refresh answers 20064).
     pub fn revoke_refresh_tokens(&self, open_id: &str) {
-        for grant in lock(&self.inner).refresh.values_mut() {
-            if grant.open_id == open_id {
-                grant.revoked = true;
-            }
-        }
+        self.change_tokens(open_id, TokenKind::Refresh, |v| v.revoked = true);
+    }
+
+    fn change_tokens(&self, open_id: &str, kind: TokenKind, change: impl Fn(&mut Validity)) {
+        let mut inner = lock(&self.inner);
+        let validities: Vec<&mut Validity> = match kind {
+            TokenKind::Access => inner
+                .access
+                .values_mut()
+                .filter(|g| g.open_id == open_id)
+                .map(|g| &mut g.validity)
+                .collect(),
+            TokenKind::Refresh => inner
+                .refresh
+                .values_mut()
+                .filter(|g| g.open_id == open_id)
+                .map(|g| &mut g.validity)
+                .collect(),
+        };
+        validities.into_iter().for_each(change);
     }
 
     /// The user a live access token belongs to.
     pub fn access_token_owner(&self, token: &str) -> Option<String> {
         let inner = lock(&self.inner);
         let grant = inner.access.get(token)?;
-        (!grant.revoked && !grant.life.is_over()).then(|| grant.open_id.clone())
+        let v = &grant.validity;
+        (!v.revoked && !v.life.is_over()).then(|| grant.open_id.clone())
     }
 
     /// How many times this refresh token was presented (spent or refused).
@@ -408,11 +432,11 @@ impl OAuthState {
     pub(super) fn authenticate(&self, token: &str) -> Result<String, Reject> {
         let inner = lock(&self.inner);
         match inner.access.get(token) {
-            Some(grant) if grant.revoked => Err(Reject::bad(
+            Some(grant) if grant.validity.revoked => Err(Reject::bad(
                 codes::USER_ACCESS_TOKEN_INVALID,
                 "Invalid access token for authorization (revoked)",
             )),
-            Some(grant) if grant.life.is_over() => Err(Reject::bad(
+            Some(grant) if grant.validity.life.is_over() => Err(Reject::bad(
                 codes::USER_ACCESS_TOKEN_EXPIRED,
                 "The user access token has expired; refresh it",
             )),
@@ -496,8 +520,7 @@ fn issue_tokens(
         access_token.clone(),
         AccessGrant {
             open_id: open_id.to_owned(),
-            life: Lifetime::starting_now(inner.access_ttl),
-            revoked: false,
+            validity: Validity::starting_now(inner.access_ttl),
         },
     );
     let refresh_token = with_refresh.then(|| {
@@ -508,8 +531,7 @@ fn issue_tokens(
                 open_id: open_id.to_owned(),
                 scope: scope.to_owned(),
                 generation,
-                life: Lifetime::starting_now(inner.refresh_ttl),
-                revoked: false,
+                validity: Validity::starting_now(inner.refresh_ttl),
                 used: false,
             },
         );
@@ -543,12 +565,12 @@ fn refresh(inner: &mut Inner, token: &str, generation: Generation) -> Result<Iss
             codes::REFRESH_TOKEN_USED,
             "refresh token has already been used",
         ))
-    } else if grant.revoked {
+    } else if grant.validity.revoked {
         Some((
             codes::REFRESH_TOKEN_REVOKED,
             "refresh token has been revoked",
         ))
-    } else if grant.life.is_over() {
+    } else if grant.validity.life.is_over() {
         Some((codes::REFRESH_TOKEN_EXPIRED, "refresh token has expired"))
     } else {
         None

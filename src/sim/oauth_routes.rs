@@ -12,15 +12,13 @@
 //!   errors in the RFC 6749 shape).
 //! - `user_info`: `GET /open-apis/authen/v1/user_info` (user token bearer).
 
-use std::collections::HashMap;
-
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::oauth::{Generation, Issued};
 use super::open_api::{
-    bearer, enter, flat, json_body, ok, optional, require_app_access_token, required, Answer,
-    Reject,
+    bearer, enter, flat, json_body, ok, optional, query_map, require_app_access_token, required,
+    Answer, Reject,
 };
 use super::SimState;
 use crate::lark::codes;
@@ -48,9 +46,7 @@ async fn authorize(req: HttpRequest, state: web::Data<SimState>) -> Answer {
     if let Some(r) = enter(&state, "authorize", &req, &[]).await {
         return Ok(r);
     }
-    let query: HashMap<String, String> = url::form_urlencoded::parse(req.query_string().as_bytes())
-        .into_owned()
-        .collect();
+    let query = query_map(&req);
     let param = |key: &str| query.get(key).map(String::as_str).filter(|v| !v.is_empty());
     if param("client_id") != Some(state.app_id.as_str()) {
         return Err(Reject::bad(

@@ -14,6 +14,7 @@
 //! refetched one. Every answer carries an `X-Tt-Logid` header, as the real
 //! platform's do.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -246,6 +247,13 @@ pub(super) fn json_body(
         Ok(Value::Object(object)) => Ok(object),
         _ => Err(Reject::field("body is not a JSON object")),
     }
+}
+
+/// The query string, decoded.
+pub(super) fn query_map(req: &HttpRequest) -> HashMap<String, String> {
+    url::form_urlencoded::parse(req.query_string().as_bytes())
+        .into_owned()
+        .collect()
 }
 
 /// A required, non-empty string field.
