@@ -8,6 +8,7 @@ pub mod db;
 pub mod domain;
 pub mod events;
 pub mod http;
+pub mod lark;
 pub mod metrics;
 pub mod sim;
 pub mod startup;

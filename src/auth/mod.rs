@@ -1,5 +1,6 @@
 //! User authorization: the token vault, sessions, and the ways a user
 //! authorizes the app (card click, OAuth redirect, device code).
 
+pub mod card;
 pub mod registry;
 pub mod vault;

@@ -8,6 +8,10 @@
 //! Routes follow `lark-open-platform.md`; every route records what it
 //! received (see [`state::Recorder`]) and honours faults a test queued.
 
+pub mod aily;
+pub mod im;
+pub mod oauth;
+pub mod oauth_routes;
 pub mod open_api;
 pub mod state;
 

@@ -1,0 +1,205 @@
+//! Simulated user OAuth routes (§5 of the protocol notes), over the
+//! bookkeeping in [`super::oauth`].
+//!
+//! Routes, by fault name:
+//! - `authorize`: `GET /open-apis/authen/v1/authorize` (the accounts page).
+//!   Redirects (302) to `redirect_uri?code&state` for the user a test
+//!   [signed in](super::oauth::OAuthState::sign_in); answers a plain login
+//!   page without one.
+//! - `oidc_access_token`, `oidc_refresh_access_token`: the v1 OIDC endpoints
+//!   (app access token bearer, envelope answers).
+//! - `oauth_token`: the v2 endpoint (credentials in the body, flat answers,
+//!   errors in the RFC 6749 shape).
+//! - `user_info`: `GET /open-apis/authen/v1/user_info` (user token bearer).
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::{json, Value};
+
+use super::oauth::{Generation, Issued};
+use super::open_api::{
+    bearer, enter, flat, json_body, ok, optional, query_map, require_app_access_token, required,
+    Answer, Reject,
+};
+use super::SimState;
+use crate::lark::codes;
+
+/// Register the routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/open-apis/authen/v1/authorize", web::get().to(authorize))
+        .route(
+            "/open-apis/authen/v1/oidc/access_token",
+            web::post().to(oidc_access_token),
+        )
+        .route(
+            "/open-apis/authen/v1/oidc/refresh_access_token",
+            web::post().to(oidc_refresh_access_token),
+        )
+        .route(
+            "/open-apis/authen/v2/oauth/token",
+            web::post().to(oauth_token),
+        )
+        .route("/open-apis/authen/v1/user_info", web::get().to(user_info));
+}
+
+/// Route `authorize`.
+async fn authorize(req: HttpRequest, state: web::Data<SimState>) -> Answer {
+    if let Some(r) = enter(&state, "authorize", &req, &[]).await {
+        return Ok(r);
+    }
+    let query = query_map(&req);
+    let param = |key: &str| query.get(key).map(String::as_str).filter(|v| !v.is_empty());
+    if param("client_id") != Some(state.app_id.as_str()) {
+        return Err(Reject::bad(
+            codes::OAUTH_INVALID_CLIENT,
+            "unknown client_id",
+        ));
+    }
+    let redirect_uri = param("redirect_uri")
+        .ok_or_else(|| Reject::bad(codes::OAUTH_INVALID_REQUEST, "redirect_uri is required"))?;
+    let mut target = url::Url::parse(redirect_uri)
+        .map_err(|_| Reject::bad(codes::OAUTH_INVALID_REQUEST, "redirect_uri is not a URL"))?;
+    let challenge = param("code_challenge");
+    if challenge.is_some() && param("code_challenge_method") != Some("S256") {
+        return Err(Reject::bad(
+            codes::OAUTH_INVALID_REQUEST,
+            "code_challenge_method must be S256",
+        ));
+    }
+    let scope = param("scope").unwrap_or("");
+    let Some(code) = state
+        .open_api
+        .oauth
+        .authorize(scope, redirect_uri, challenge)
+    else {
+        return Ok(HttpResponse::Ok()
+            .content_type("text/html; charset=utf-8")
+            .body("<html><body>Log in to continue</body></html>"));
+    };
+    {
+        let mut pairs = target.query_pairs_mut();
+        pairs.append_pair("code", &code);
+        if let Some(s) = param("state") {
+            pairs.append_pair("state", s);
+        }
+    }
+    Ok(HttpResponse::Found()
+        .insert_header(("location", target.as_str()))
+        .finish())
+}
+
+fn token_data(issued: &Issued) -> Value {
+    let mut data = json!({
+        "access_token": issued.access_token,
+        "token_type": "Bearer",
+        "expires_in": issued.expires_in,
+        "scope": issued.scope,
+    });
+    if let Some(refresh) = &issued.refresh_token {
+        data["refresh_token"] = json!(refresh);
+    }
+    data
+}
+
+/// v1 answers carry `refresh_expires_in`; v1 always issues a refresh token.
+fn v1_answer(issued: &Issued) -> HttpResponse {
+    let mut data = token_data(issued);
+    data["refresh_expires_in"] = json!(issued.refresh_expires_in);
+    ok(data)
+}
+
+/// Route `oidc_access_token`.
+async fn oidc_access_token(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<SimState>,
+) -> Answer {
+    if let Some(r) = enter(&state, "oidc_access_token", &req, &body).await {
+        return Ok(r);
+    }
+    require_app_access_token(&state, &req)?;
+    let body = json_body(&req, &body)?;
+    if required(&body, "grant_type")? != "authorization_code" {
+        return Err(Reject::bad(
+            codes::OAUTH_INVALID_REQUEST,
+            "grant_type must be authorization_code",
+        ));
+    }
+    let code = required(&body, "code")?;
+    Ok(v1_answer(&state.open_api.oauth.exchange_code_v1(code)?))
+}
+
+/// Route `oidc_refresh_access_token`.
+async fn oidc_refresh_access_token(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<SimState>,
+) -> Answer {
+    if let Some(r) = enter(&state, "oidc_refresh_access_token", &req, &body).await {
+        return Ok(r);
+    }
+    require_app_access_token(&state, &req)?;
+    let body = json_body(&req, &body)?;
+    if required(&body, "grant_type")? != "refresh_token" {
+        return Err(Reject::bad(
+            codes::OAUTH_INVALID_REQUEST,
+            "grant_type must be refresh_token",
+        ));
+    }
+    let token = required(&body, "refresh_token")?;
+    Ok(v1_answer(
+        &state.open_api.oauth.refresh(token, Generation::V1)?,
+    ))
+}
+
+/// Route `oauth_token` (v2): errors in the RFC 6749 shape.
+async fn oauth_token(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> Answer {
+    if let Some(r) = enter(&state, "oauth_token", &req, &body).await {
+        return Ok(r);
+    }
+    let body = json_body(&req, &body).map_err(|r| r.into_oauth("invalid_request"))?;
+    let field = |key| required(&body, key).map_err(|r| r.into_oauth("invalid_request"));
+    let (client_id, client_secret) = (field("client_id")?, field("client_secret")?);
+    if client_id != state.app_id || client_secret != state.app_secret {
+        return Err(Reject::bad(
+            codes::OAUTH_INVALID_CLIENT,
+            "client_id or client_secret is invalid",
+        )
+        .into_oauth("invalid_client"));
+    }
+    let oauth = &state.open_api.oauth;
+    let issued = match field("grant_type")? {
+        "authorization_code" => oauth.exchange_code_v2(
+            field("code")?,
+            optional(&body, "redirect_uri"),
+            optional(&body, "code_verifier"),
+        ),
+        "refresh_token" => oauth.refresh(field("refresh_token")?, Generation::V2),
+        other => {
+            return Err(Reject::bad(
+                codes::OAUTH_INVALID_REQUEST,
+                format!("grant_type `{other}` is not supported"),
+            )
+            .into_oauth("unsupported_grant_type"))
+        }
+    }
+    .map_err(|r| r.into_oauth("invalid_grant"))?;
+    let mut answer = token_data(&issued);
+    answer["code"] = json!(0);
+    if issued.refresh_token.is_some() {
+        answer["refresh_token_expires_in"] = json!(issued.refresh_expires_in);
+    }
+    Ok(flat(answer))
+}
+
+/// Route `user_info`.
+async fn user_info(req: HttpRequest, state: web::Data<SimState>) -> Answer {
+    if let Some(r) = enter(&state, "user_info", &req, &[]).await {
+        return Ok(r);
+    }
+    let open_id = state.open_api.oauth.authenticate(bearer(&req)?)?;
+    let profile =
+        state.open_api.oauth.profile(&open_id).ok_or_else(|| {
+            Reject::bad(codes::USER_ACCESS_TOKEN_INVALID, "user no longer exists")
+        })?;
+    Ok(ok(profile))
+}
