@@ -1,6 +1,7 @@
 //! lark-service: keeps a Feishu/Lark app connected to the open platform,
 //! authorizes its users and calls AI APIs on their behalf.
 
+pub mod device;
 pub mod domain;
 pub mod sim;
 pub mod telemetry;
