@@ -88,7 +88,12 @@ pub struct AuthContext<'a> {
 
 /// Run `command`, writing results to `out` and errors to `err`; returns
 /// the exit code.
-pub async fn run(command: AuthCommand, cx: &AuthContext<'_>, out: &mut dyn Write, err: &mut dyn Write) -> i32 {
+pub async fn run(
+    command: AuthCommand,
+    cx: &AuthContext<'_>,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> i32 {
     let raw_format = match &command {
         AuthCommand::Status(f) | AuthCommand::Logout(f) => f,
         AuthCommand::Login(args) => &args.format,
@@ -98,7 +103,8 @@ pub async fn run(command: AuthCommand, cx: &AuthContext<'_>, out: &mut dyn Write
         Err(e) => return fail(err, &e, Format::Json),
     };
     let result = match command {
-        AuthCommand::Status(_) => match status::status(cx.client, cx.store, cx.env, cx.clock).await {
+        AuthCommand::Status(_) => match status::status(cx.client, cx.store, cx.env, cx.clock).await
+        {
             Ok(report) => {
                 output::emit(out, report.to_json(), format);
                 return report.exit_code();
@@ -133,7 +139,8 @@ async fn login(args: &LoginArgs, cx: &AuthContext<'_>) -> Result<serde_json::Val
     let phase = match args.phase.as_deref() {
         None if args.device_code => {
             return Err(DeviceError::MissingOption(
-                "--device-code needs --phase init (get a code) or --phase poll (wait for approval)".into(),
+                "--device-code needs --phase init (get a code) or --phase poll (wait for approval)"
+                    .into(),
             ))
         }
         None => {
@@ -158,7 +165,11 @@ async fn login(args: &LoginArgs, cx: &AuthContext<'_>) -> Result<serde_json::Val
 }
 
 /// `--host`, else `MEEGLE_HOST`, else the profile's saved host.
-fn resolve_host(flag: Option<&str>, cx: &AuthContext<'_>, profile: &str) -> Result<DeviceHost, DeviceError> {
+fn resolve_host(
+    flag: Option<&str>,
+    cx: &AuthContext<'_>,
+    profile: &str,
+) -> Result<DeviceHost, DeviceError> {
     if let Some(raw) = flag.or(cx.env.host.as_deref()) {
         return DeviceHost::parse(raw);
     }
@@ -188,7 +199,11 @@ async fn poll(args: &LoginArgs, cx: &AuthContext<'_>) -> Result<serde_json::Valu
     };
     let plan = PollPlan {
         interval: seconds("--interval", args.interval.as_deref(), DEFAULT_INTERVAL)?,
-        expires_in: seconds("--expires-in", args.expires_in.as_deref(), DEFAULT_EXPIRES_IN)?,
+        expires_in: seconds(
+            "--expires-in",
+            args.expires_in.as_deref(),
+            DEFAULT_EXPIRES_IN,
+        )?,
     };
     let profile = cx.store.current_profile()?;
     let host = resolve_host(args.host.as_deref(), cx, &profile)?;
@@ -212,7 +227,13 @@ fn seconds(flag: &str, raw: Option<&str>, default: u64) -> Result<Duration, Devi
         return Ok(Duration::from_secs(default));
     };
     let value: i64 = raw.trim().parse().map_err(|_| {
-        DeviceError::InvalidOption(format!("{flag} must be a whole number of seconds, not `{raw}`"))
+        DeviceError::InvalidOption(format!(
+            "{flag} must be a whole number of seconds, not `{raw}`"
+        ))
     })?;
-    Ok(Duration::from_secs(if value > 0 { value.unsigned_abs() } else { default }))
+    Ok(Duration::from_secs(if value > 0 {
+        value.unsigned_abs()
+    } else {
+        default
+    }))
 }

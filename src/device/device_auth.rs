@@ -54,7 +54,11 @@ impl TokenGrant {
     /// Absolute expiry in unix ms, 0 when the server gave no lifetime.
     pub fn expires_at_ms(&self, now_ms: i64) -> i64 {
         match self.expires_in {
-            Some(s) if s > 0 => now_ms.saturating_add(i64::try_from(s).unwrap_or(i64::MAX / 1000).saturating_mul(1000)),
+            Some(s) if s > 0 => now_ms.saturating_add(
+                i64::try_from(s)
+                    .unwrap_or(i64::MAX / 1000)
+                    .saturating_mul(1000),
+            ),
             _ => 0,
         }
     }
@@ -93,33 +97,54 @@ impl PollOutcome {
 
 impl DeviceClient {
     /// Ask `endpoint` for a device code for `client_id` (no scope, no secret).
-    pub async fn request_device_code(&self, endpoint: &Url, client_id: &str) -> Result<DeviceCode, DeviceError> {
+    pub async fn request_device_code(
+        &self,
+        endpoint: &Url,
+        client_id: &str,
+    ) -> Result<DeviceCode, DeviceError> {
         let reply = self
-            .send(Step::DeviceAuthorization, form_post(self, endpoint, &[("client_id", client_id)]))
+            .send(
+                Step::DeviceAuthorization,
+                form_post(self, endpoint, &[("client_id", client_id)]),
+            )
             .await?;
         parse_device_code(&reply)
     }
 
     /// Poll `token_endpoint` once for `device_code`.
-    pub async fn poll_token(&self, token_endpoint: &Url, device_code: &str, client_id: &str) -> Result<PollOutcome, DeviceError> {
+    pub async fn poll_token(
+        &self,
+        token_endpoint: &Url,
+        device_code: &str,
+        client_id: &str,
+    ) -> Result<PollOutcome, DeviceError> {
         let form = [
             ("client_id", client_id),
             ("device_code", device_code),
             ("grant_type", DEVICE_CODE_GRANT),
         ];
-        let reply = self.send(Step::TokenPoll, form_post(self, token_endpoint, &form)).await?;
+        let reply = self
+            .send(Step::TokenPoll, form_post(self, token_endpoint, &form))
+            .await?;
         parse_poll(&reply)
     }
 
     /// Spend `refresh_token`. A new refresh token is returned only when the
     /// server rotated it; the caller keeps the old one otherwise.
-    pub async fn refresh(&self, token_endpoint: &Url, refresh_token: &str, client_id: &str) -> Result<TokenGrant, DeviceError> {
+    pub async fn refresh(
+        &self,
+        token_endpoint: &Url,
+        refresh_token: &str,
+        client_id: &str,
+    ) -> Result<TokenGrant, DeviceError> {
         let form = [
             ("client_id", client_id),
             ("grant_type", "refresh_token"),
             ("refresh_token", refresh_token),
         ];
-        let reply = self.send(Step::Refresh, form_post(self, token_endpoint, &form)).await?;
+        let reply = self
+            .send(Step::Refresh, form_post(self, token_endpoint, &form))
+            .await?;
         parse_refresh(&reply)
     }
 }
@@ -143,7 +168,8 @@ fn parse_device_code(reply: &Reply) -> Result<DeviceCode, DeviceError> {
         map: unwrap_data(&doc, &["device_code"]),
     };
     let Some(device_code) = f.opt_str("device_code")? else {
-        let why = server_error(&doc).unwrap_or_else(|| format!("the answer (HTTP {}) has no device_code", reply.status));
+        let why = server_error(&doc)
+            .unwrap_or_else(|| format!("the answer (HTTP {}) has no device_code", reply.status));
         return Err(DeviceError::Malformed { step, detail: why });
     };
     let verification_uri = f.secure_url_str("verification_uri")?;
@@ -151,20 +177,23 @@ fn parse_device_code(reply: &Reply) -> Result<DeviceCode, DeviceError> {
         Some(_) => Some(f.secure_url_str("verification_uri_complete")?.to_owned()),
         None => None,
     };
-    let expires_in = f
-        .opt_u64("expires_in")?
-        .filter(|s| *s > 0)
-        .ok_or_else(|| DeviceError::Malformed {
-            step,
-            detail: "the answer has no positive `expires_in`".into(),
-        })?;
+    let expires_in =
+        f.opt_u64("expires_in")?
+            .filter(|s| *s > 0)
+            .ok_or_else(|| DeviceError::Malformed {
+                step,
+                detail: "the answer has no positive `expires_in`".into(),
+            })?;
     Ok(DeviceCode {
         device_code: device_code.to_owned(),
         user_code: f.req_str("user_code")?.to_owned(),
         verification_uri: verification_uri.to_owned(),
         verification_uri_complete,
         expires_in,
-        interval: f.opt_u64("interval")?.filter(|s| *s > 0).unwrap_or(DEFAULT_INTERVAL_SECONDS),
+        interval: f
+            .opt_u64("interval")?
+            .filter(|s| *s > 0)
+            .unwrap_or(DEFAULT_INTERVAL_SECONDS),
     })
 }
 
@@ -185,7 +214,10 @@ fn parse_poll(reply: &Reply) -> Result<PollOutcome, DeviceError> {
         Some(other) => Err(DeviceError::AuthorizationFailed(other.to_owned())),
         None => Err(DeviceError::Malformed {
             step: Step::TokenPoll,
-            detail: format!("the answer (HTTP {}) has neither access_token nor error", reply.status),
+            detail: format!(
+                "the answer (HTTP {}) has neither access_token nor error",
+                reply.status
+            ),
         }),
     }
 }
@@ -194,10 +226,16 @@ fn parse_refresh(reply: &Reply) -> Result<TokenGrant, DeviceError> {
     let step = Step::Refresh;
     if reply.status != 200 {
         if reply.status >= 500 || reply.status == 429 {
-            return Err(DeviceError::HttpStatus { step, status: reply.status });
+            return Err(DeviceError::HttpStatus {
+                step,
+                status: reply.status,
+            });
         }
         // The error code is informative only; a non-JSON refusal is still a refusal.
-        let error = reply.json_object(step).ok().and_then(|doc| server_error(&doc));
+        let error = reply
+            .json_object(step)
+            .ok()
+            .and_then(|doc| server_error(&doc));
         return Err(DeviceError::RefreshRejected {
             status: reply.status,
             error,
@@ -223,10 +261,12 @@ fn grant(f: &Fields<'_>) -> Result<TokenGrant, DeviceError> {
 fn server_error(doc: &serde_json::Map<String, serde_json::Value>) -> Option<String> {
     let map = unwrap_data(doc, &["error"]);
     let error = map.get("error")?.as_str()?;
-    Some(match map.get("error_description").and_then(|d| d.as_str()) {
-        Some(d) if !d.is_empty() => format!("{error}: {d}"),
-        _ => error.to_owned(),
-    })
+    Some(
+        match map.get("error_description").and_then(|d| d.as_str()) {
+            Some(d) if !d.is_empty() => format!("{error}: {d}"),
+            _ => error.to_owned(),
+        },
+    )
 }
 
 #[cfg(test)]
@@ -256,11 +296,20 @@ mod tests {
     fn device_codes_are_read_flat_or_wrapped() {
         let flat = parse_device_code(&reply(200, code_doc())).unwrap();
         assert_eq!(flat.device_code, "dc_abc");
-        let wrapped = parse_device_code(&reply(200, json!({"code": 0, "msg": "ok", "data": code_doc()}))).unwrap();
+        let wrapped = parse_device_code(&reply(
+            200,
+            json!({"code": 0, "msg": "ok", "data": code_doc()}),
+        ))
+        .unwrap();
         assert_eq!(flat, wrapped);
         let mut no_interval = code_doc();
         no_interval.as_object_mut().unwrap().remove("interval");
-        assert_eq!(parse_device_code(&reply(200, no_interval)).unwrap().interval, 5);
+        assert_eq!(
+            parse_device_code(&reply(200, no_interval))
+                .unwrap()
+                .interval,
+            5
+        );
     }
 
     #[test]
@@ -285,9 +334,18 @@ mod tests {
 
     #[test]
     fn polls_ignore_the_status_and_read_the_body() {
-        assert_eq!(parse_poll(&reply(400, json!({"error": "authorization_pending"}))).unwrap(), PollOutcome::Pending);
-        assert_eq!(parse_poll(&reply(200, json!({"data": {"error": "slow_down"}}))).unwrap(), PollOutcome::SlowDown);
-        assert_eq!(parse_poll(&reply(400, json!({"error": "expired_token"}))).unwrap(), PollOutcome::Expired);
+        assert_eq!(
+            parse_poll(&reply(400, json!({"error": "authorization_pending"}))).unwrap(),
+            PollOutcome::Pending
+        );
+        assert_eq!(
+            parse_poll(&reply(200, json!({"data": {"error": "slow_down"}}))).unwrap(),
+            PollOutcome::SlowDown
+        );
+        assert_eq!(
+            parse_poll(&reply(400, json!({"error": "expired_token"}))).unwrap(),
+            PollOutcome::Expired
+        );
         let ok = parse_poll(&reply(200, json!({"code": 0, "data": {"access_token": "a", "refresh_token": "r", "expires_in": 7200}}))).unwrap();
         assert_eq!(
             ok,
@@ -298,17 +356,31 @@ mod tests {
             })
         );
         let denied = parse_poll(&reply(400, json!({"error": "access_denied"}))).unwrap_err();
-        assert_eq!(denied.to_string(), "Device code authorization failed: access_denied");
-        assert_eq!(parse_poll(&reply(200, json!({}))).unwrap_err().code(), "DEVICE_CODE_FAILED");
-        assert_eq!(parse_poll(&reply(200, json!({"access_token": "a", "expires_in": "x"}))).unwrap_err().code(), "DEVICE_CODE_FAILED");
+        assert_eq!(
+            denied.to_string(),
+            "Device code authorization failed: access_denied"
+        );
+        assert_eq!(
+            parse_poll(&reply(200, json!({}))).unwrap_err().code(),
+            "DEVICE_CODE_FAILED"
+        );
+        assert_eq!(
+            parse_poll(&reply(200, json!({"access_token": "a", "expires_in": "x"})))
+                .unwrap_err()
+                .code(),
+            "DEVICE_CODE_FAILED"
+        );
     }
 
     #[test]
     fn refreshes_need_200_and_keep_the_rotation_optional() {
-        let g = parse_refresh(&reply(200, json!({"access_token": "a2", "expires_in": 60}))).unwrap();
+        let g =
+            parse_refresh(&reply(200, json!({"access_token": "a2", "expires_in": 60}))).unwrap();
         assert_eq!(g.refresh_token, None);
         let e = parse_refresh(&reply(400, json!({"error": "invalid_grant"}))).unwrap_err();
-        assert!(matches!(e, DeviceError::RefreshRejected { status: 400, ref error } if error.as_deref() == Some("invalid_grant")));
+        assert!(
+            matches!(e, DeviceError::RefreshRejected { status: 400, ref error } if error.as_deref() == Some("invalid_grant"))
+        );
         let e = parse_refresh(&reply(503, json!({}))).unwrap_err();
         assert!(matches!(e, DeviceError::HttpStatus { status: 503, .. }));
         let e = parse_refresh(&reply(200, json!({"refresh_token": "r"}))).unwrap_err();
@@ -323,7 +395,10 @@ mod tests {
             expires_in: Some(60),
         };
         assert_eq!(g.expires_at_ms(1_000), 61_000);
-        let g = TokenGrant { expires_in: None, ..g };
+        let g = TokenGrant {
+            expires_in: None,
+            ..g
+        };
         assert_eq!(g.expires_at_ms(1_000), 0);
     }
 }

@@ -39,7 +39,10 @@ impl DeviceClient {
     pub async fn discover(&self, host: &DeviceHost) -> Result<Metadata, DeviceError> {
         let url = host.base_url().join(DISCOVERY_PATH);
         let reply = self
-            .send(Step::Discovery, self.http.get(url).header("accept", "application/json"))
+            .send(
+                Step::Discovery,
+                self.http.get(url).header("accept", "application/json"),
+            )
             .await?;
         if reply.status != 200 {
             return Err(DeviceError::HttpStatus {
@@ -98,15 +101,23 @@ mod tests {
     fn a_complete_document_is_accepted() {
         let m = parse_metadata(&doc(full())).unwrap();
         assert_eq!(m.token_endpoint.as_str(), "https://h.example/token");
-        assert_eq!(m.device_endpoint().unwrap().as_str(), "https://h.example/device");
+        assert_eq!(
+            m.device_endpoint().unwrap().as_str(),
+            "https://h.example/device"
+        );
     }
 
     #[test]
     fn a_missing_device_endpoint_means_unsupported() {
         let mut d = full();
-        d.as_object_mut().unwrap().remove("device_authorization_endpoint");
+        d.as_object_mut()
+            .unwrap()
+            .remove("device_authorization_endpoint");
         let m = parse_metadata(&doc(d)).unwrap();
-        assert_eq!(m.device_endpoint().unwrap_err().code(), "DEVICE_FLOW_UNSUPPORTED");
+        assert_eq!(
+            m.device_endpoint().unwrap_err().code(),
+            "DEVICE_FLOW_UNSUPPORTED"
+        );
     }
 
     #[test]
@@ -116,7 +127,10 @@ mod tests {
             ("token_endpoint", json!(42)),
             ("registration_endpoint", json!("http://h.example/register")),
             ("authorization_endpoint", json!("not a url")),
-            ("device_authorization_endpoint", json!("http://h.example/device")),
+            (
+                "device_authorization_endpoint",
+                json!("http://h.example/device"),
+            ),
             ("device_authorization_endpoint", json!(["x"])),
         ] {
             let mut d = full();

@@ -28,7 +28,10 @@ impl std::fmt::Debug for EnvOverrides {
             .field("host", &self.host)
             .field(
                 "user_access_token",
-                &self.user_access_token.as_deref().map(crate::telemetry::Masked),
+                &self
+                    .user_access_token
+                    .as_deref()
+                    .map(crate::telemetry::Masked),
             )
             .finish()
     }

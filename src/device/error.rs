@@ -82,7 +82,11 @@ pub enum DeviceError {
     #[error("`{0}` uses plain http://, which is allowed only for 127.0.0.1, ::1 and localhost; pass the host without a scheme or with https://")]
     InsecureHost(String),
     #[error("could not reach the {step} endpoint {url}: {detail}")]
-    Network { step: Step, url: String, detail: String },
+    Network {
+        step: Step,
+        url: String,
+        detail: String,
+    },
     #[error("{}: the server answered HTTP {status}{}", status_failure(*.step), status_hint(*.step))]
     HttpStatus { step: Step, status: u16 },
     #[error("{}: {detail}", .step.failure())]
@@ -127,9 +131,12 @@ impl DeviceError {
             DeviceError::InsecureHost(_) => "INSECURE_HOST",
             DeviceError::Network { .. } => "NETWORK_ERROR",
             DeviceError::HttpStatus {
-                step: Step::Discovery, ..
+                step: Step::Discovery,
+                ..
             } => "OAUTH_DISCOVERY_FAILED",
-            DeviceError::HttpStatus { step, .. } | DeviceError::Malformed { step, .. } => step.code(),
+            DeviceError::HttpStatus { step, .. } | DeviceError::Malformed { step, .. } => {
+                step.code()
+            }
             DeviceError::DeviceFlowUnsupported => "DEVICE_FLOW_UNSUPPORTED",
             DeviceError::AuthorizationFailed(_) => "DEVICE_CODE_FAILED",
             DeviceError::Expired => "DEVICE_CODE_EXPIRED",
@@ -179,7 +186,10 @@ mod tests {
         assert_eq!(e.code(), "CLIENT_REGISTRATION_FAILED");
         assert!(e.retryable());
         let e = DeviceError::AuthorizationFailed("access_denied".into());
-        assert_eq!(e.to_string(), "Device code authorization failed: access_denied");
+        assert_eq!(
+            e.to_string(),
+            "Device code authorization failed: access_denied"
+        );
         assert!(e.retryable());
         assert!(!DeviceError::Expired.retryable());
     }

@@ -29,7 +29,8 @@ impl DeviceHost {
     /// keeping only `host[:port]`.
     pub fn parse(raw: &str) -> Result<Self, DeviceError> {
         let trimmed = raw.trim();
-        let invalid = |why: &str| DeviceError::InvalidOption(format!("invalid host `{trimmed}`: {why}"));
+        let invalid =
+            |why: &str| DeviceError::InvalidOption(format!("invalid host `{trimmed}`: {why}"));
         if trimmed.is_empty() {
             return Err(invalid("it is empty"));
         }
@@ -52,7 +53,8 @@ impl DeviceHost {
             None => host.to_string(),
         };
         let scheme = if loopback { "http" } else { "https" };
-        let base = BaseUrl::parse(&format!("{scheme}://{host}")).map_err(|e| invalid(&e.to_string()))?;
+        let base =
+            BaseUrl::parse(&format!("{scheme}://{host}")).map_err(|e| invalid(&e.to_string()))?;
         Ok(Self { host, base })
     }
 
@@ -90,7 +92,10 @@ mod tests {
     #[test]
     fn hosts_are_normalised_to_host_and_port() {
         assert_eq!(norm("project.feishu.cn"), "project.feishu.cn");
-        assert_eq!(norm("  https://project.feishu.cn/some/path?x=1 "), "project.feishu.cn");
+        assert_eq!(
+            norm("  https://project.feishu.cn/some/path?x=1 "),
+            "project.feishu.cn"
+        );
         assert_eq!(norm("https://meegle.com:8443/"), "meegle.com:8443");
         assert_eq!(norm("https://meegle.com:443"), "meegle.com");
         assert_eq!(norm("Project.Feishu.CN"), "project.feishu.cn");
@@ -113,7 +118,13 @@ mod tests {
         let e = DeviceHost::parse("http://project.feishu.cn").unwrap_err();
         assert_eq!(e.code(), "INSECURE_HOST");
         assert_eq!(DeviceHost::parse("").unwrap_err().code(), "INVALID_OPTION");
-        assert_eq!(DeviceHost::parse("ftp://x.example").unwrap_err().code(), "INVALID_OPTION");
-        assert_eq!(DeviceHost::parse("https://").unwrap_err().code(), "INVALID_OPTION");
+        assert_eq!(
+            DeviceHost::parse("ftp://x.example").unwrap_err().code(),
+            "INVALID_OPTION"
+        );
+        assert_eq!(
+            DeviceHost::parse("https://").unwrap_err().code(),
+            "INVALID_OPTION"
+        );
     }
 }

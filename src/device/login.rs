@@ -19,19 +19,31 @@ pub const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
 
 /// Discover `host`, register a client and request a device code.
 /// Returns the code and the `client_id` the poll phase needs.
-pub async fn init(client: &DeviceClient, host: &DeviceHost) -> Result<(DeviceCode, String), DeviceError> {
+pub async fn init(
+    client: &DeviceClient,
+    host: &DeviceHost,
+) -> Result<(DeviceCode, String), DeviceError> {
     let metadata = client.discover(host).await?;
     let device_endpoint = metadata.device_endpoint()?;
     let client_id = client.register(&metadata.registration_endpoint).await?;
-    let code = client.request_device_code(device_endpoint, &client_id).await?;
+    let code = client
+        .request_device_code(device_endpoint, &client_id)
+        .await?;
     info!(%host, user_code = %code.user_code, "device code issued");
     Ok((code, client_id))
 }
 
 /// One poll: re-discover the token endpoint, then ask it.
-pub async fn poll_once(client: &DeviceClient, host: &DeviceHost, device_code: &str, client_id: &str) -> Result<PollOutcome, DeviceError> {
+pub async fn poll_once(
+    client: &DeviceClient,
+    host: &DeviceHost,
+    device_code: &str,
+    client_id: &str,
+) -> Result<PollOutcome, DeviceError> {
     let metadata = client.discover(host).await?;
-    client.poll_token(&metadata.token_endpoint, device_code, client_id).await
+    client
+        .poll_token(&metadata.token_endpoint, device_code, client_id)
+        .await
 }
 
 /// Blocking poll parameters.
@@ -69,7 +81,12 @@ pub async fn poll_until_granted(
 }
 
 /// The row to store for a fresh grant.
-pub fn stored_token(grant: &TokenGrant, client_id: &str, host: &DeviceHost, now_ms: i64) -> StoredToken {
+pub fn stored_token(
+    grant: &TokenGrant,
+    client_id: &str,
+    host: &DeviceHost,
+    now_ms: i64,
+) -> StoredToken {
     StoredToken {
         access_token: grant.access_token.clone(),
         refresh_token: grant.refresh_token.clone(),

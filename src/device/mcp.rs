@@ -52,7 +52,10 @@ impl DeviceClient {
             Err(e) => return McpCheck::Unreachable(e.to_string()),
         };
         if let Some(error) = doc.get("error").filter(|e| !e.is_null()) {
-            let message = error.get("message").and_then(|m| m.as_str()).unwrap_or("JSON-RPC error");
+            let message = error
+                .get("message")
+                .and_then(|m| m.as_str())
+                .unwrap_or("JSON-RPC error");
             return McpCheck::Unreachable(format!("server answered a JSON-RPC error: {message}"));
         }
         if doc.get("result").is_some_and(|r| r.is_object()) {

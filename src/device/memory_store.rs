@@ -50,7 +50,10 @@ impl MemoryStore {
     }
 
     fn unlock(&self, profile: &str) {
-        self.locked.lock().unwrap_or_else(PoisonError::into_inner).remove(profile);
+        self.locked
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(profile);
         self.released.notify_all();
     }
 }
@@ -92,7 +95,10 @@ impl DeviceStore for MemoryStore {
     fn lock_token(&self, profile: &str) -> Result<Box<dyn TokenLock + '_>, StoreError> {
         let mut locked = self.locked.lock().unwrap_or_else(PoisonError::into_inner);
         while locked.contains(profile) {
-            locked = self.released.wait(locked).unwrap_or_else(PoisonError::into_inner);
+            locked = self
+                .released
+                .wait(locked)
+                .unwrap_or_else(PoisonError::into_inner);
         }
         locked.insert(profile.to_owned());
         drop(locked);

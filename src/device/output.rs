@@ -44,7 +44,12 @@ fn sorted(value: Value) -> Value {
         Value::Object(map) => {
             let mut entries: Vec<(String, Value)> = map.into_iter().collect();
             entries.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Object(entries.into_iter().map(|(k, v)| (k, sorted(v))).collect::<Map<_, _>>())
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, sorted(v)))
+                    .collect::<Map<_, _>>(),
+            )
         }
         Value::Array(items) => Value::Array(items.into_iter().map(sorted).collect()),
         other => other,
@@ -126,8 +131,12 @@ pub fn rewrite_verification_uri(raw: &str) -> String {
         Some((head, frag)) => (head, Some(frag)),
         None => (raw, None),
     };
-    let (base, query) = without_fragment.split_once('?').unwrap_or((without_fragment, ""));
-    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes()).into_owned().collect();
+    let (base, query) = without_fragment
+        .split_once('?')
+        .unwrap_or((without_fragment, ""));
+    let mut pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
     let user_code = pairs
         .iter()
         .find(|(k, _)| k == "user_code")
@@ -139,7 +148,10 @@ pub fn rewrite_verification_uri(raw: &str) -> String {
     }
     pairs.retain(|(k, _)| k != "channel");
     pairs.push(("channel".into(), "meegle-cli".into()));
-    let borrowed: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let borrowed: Vec<(&str, &str)> = pairs
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
     let mut out = format!("{base}?{}", encode_sorted(&borrowed));
     if let Some(frag) = fragment {
         out.push('#');
@@ -185,7 +197,10 @@ pub enum StatusReport {
         source: TokenSource,
     },
     /// No token, or a token the server refused: log in again (exit 1).
-    NotAuthenticated { host: Option<String>, reason: String },
+    NotAuthenticated {
+        host: Option<String>,
+        reason: String,
+    },
     /// The server could not be asked: try again later (exit 2).
     Unreachable { host: String, detail: String },
 }
@@ -238,7 +253,10 @@ mod tests {
             render(v.clone(), Format::Json),
             "{\n  \"message\": \"Login successful\",\n  \"status\": \"ok\"\n}\n"
         );
-        assert_eq!(render(v, Format::Ndjson), "{\"message\":\"Login successful\",\"status\":\"ok\"}\n");
+        assert_eq!(
+            render(v, Format::Ndjson),
+            "{\"message\":\"Login successful\",\"status\":\"ok\"}\n"
+        );
     }
 
     #[test]
@@ -261,10 +279,15 @@ mod tests {
             "https://H/verify?channel=meegle-cli&usercode=WXYZ-1234"
         );
         assert_eq!(
-            rewrite_verification_uri("https://h.example/v?z=1&user_code=AB%20C&channel=web&a=x~y*#frag"),
+            rewrite_verification_uri(
+                "https://h.example/v?z=1&user_code=AB%20C&channel=web&a=x~y*#frag"
+            ),
             "https://h.example/v?a=x~y%2A&channel=meegle-cli&usercode=AB+C&z=1#frag"
         );
-        assert_eq!(rewrite_verification_uri("https://h.example/v"), "https://h.example/v?channel=meegle-cli");
+        assert_eq!(
+            rewrite_verification_uri("https://h.example/v"),
+            "https://h.example/v?channel=meegle-cli"
+        );
     }
 
     #[test]
@@ -291,7 +314,10 @@ mod tests {
             host: "H".into(),
             detail: "server returned error (503)".into(),
         };
-        assert_eq!(r.to_json()["reason"], "server unreachable: server returned error (503)");
+        assert_eq!(
+            r.to_json()["reason"],
+            "server unreachable: server returned error (503)"
+        );
         assert_eq!(r.exit_code(), 2);
     }
 }

@@ -9,7 +9,10 @@ use super::error::{DeviceError, Step};
 use super::wire::{unwrap_data, DeviceClient, Fields};
 
 /// The grants a device-flow client asks for.
-pub const GRANT_TYPES: [&str; 2] = ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"];
+pub const GRANT_TYPES: [&str; 2] = [
+    "urn:ietf:params:oauth:grant-type:device_code",
+    "refresh_token",
+];
 
 /// The registration body. Field order is alphabetical, which is also the
 /// order the reference client's JSON encoder writes.
@@ -30,7 +33,10 @@ impl DeviceClient {
             token_endpoint_auth_method: "none",
         };
         let reply = self
-            .send(Step::Registration, self.http.post(endpoint.clone()).json(&body))
+            .send(
+                Step::Registration,
+                self.http.post(endpoint.clone()).json(&body),
+            )
             .await?;
         if reply.status != 200 && reply.status != 201 {
             return Err(DeviceError::HttpStatus {
@@ -74,7 +80,11 @@ pub fn client_name() -> String {
     } else {
         parts.join("@")
     };
-    format!("{who} ({}/{})", go_os(std::env::consts::OS), go_arch(std::env::consts::ARCH))
+    format!(
+        "{who} ({}/{})",
+        go_os(std::env::consts::OS),
+        go_arch(std::env::consts::ARCH)
+    )
 }
 
 fn hostname() -> Option<String> {

@@ -10,18 +10,25 @@
 use tracing::info;
 
 use super::clock::Clock;
-use super::error::DeviceError;
 use super::env::EnvOverrides;
+use super::error::DeviceError;
 use super::host::DeviceHost;
 use super::mcp::McpCheck;
-use super::output::{StatusReport, TokenSource, REASON_NO_HOST, REASON_NO_LOCAL_TOKEN, REASON_TOKEN_REJECTED};
+use super::output::{
+    StatusReport, TokenSource, REASON_NO_HOST, REASON_NO_LOCAL_TOKEN, REASON_TOKEN_REJECTED,
+};
 use super::store::{DeviceStore, StoredToken};
 use super::wire::DeviceClient;
 use crate::telemetry::Masked;
 
 /// Work out the status of the current profile. Errors are store failures
 /// and malformed overrides; every answer of the server is a report.
-pub async fn status(client: &DeviceClient, store: &dyn DeviceStore, env: &EnvOverrides, clock: &dyn Clock) -> Result<StatusReport, DeviceError> {
+pub async fn status(
+    client: &DeviceClient,
+    store: &dyn DeviceStore,
+    env: &EnvOverrides,
+    clock: &dyn Clock,
+) -> Result<StatusReport, DeviceError> {
     let profile = store.current_profile()?;
     let env_host = env.host.as_deref().map(DeviceHost::parse).transpose()?;
     let saved_host = match store.host(&profile)? {
@@ -75,7 +82,12 @@ pub async fn status(client: &DeviceClient, store: &dyn DeviceStore, env: &EnvOve
     Ok(report(verdict, host, minutes, TokenSource::TokenStore))
 }
 
-fn report(verdict: McpCheck, host: DeviceHost, expires_in_minutes: Option<i64>, source: TokenSource) -> StatusReport {
+fn report(
+    verdict: McpCheck,
+    host: DeviceHost,
+    expires_in_minutes: Option<i64>,
+    source: TokenSource,
+) -> StatusReport {
     let host = host.as_str().to_owned();
     match verdict {
         McpCheck::Accepted => StatusReport::Authenticated {

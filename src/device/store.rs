@@ -65,7 +65,10 @@ impl StoreError {
     }
 
     /// A failure caused by another error.
-    pub fn with_source(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
         Self {
             message: message.into(),
             source: Some(Box::new(source)),

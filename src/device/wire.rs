@@ -57,7 +57,11 @@ impl DeviceClient {
 
     /// Send `request` and read its answer; only transport failures are
     /// errors here, the status is for the caller to judge.
-    pub(crate) async fn send(&self, step: Step, request: reqwest::RequestBuilder) -> Result<Reply, DeviceError> {
+    pub(crate) async fn send(
+        &self,
+        step: Step,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Reply, DeviceError> {
         let request = request.build().map_err(|e| DeviceError::Network {
             step,
             url: String::new(),
@@ -117,7 +121,10 @@ impl Reply {
         };
         match serde_json::from_slice::<Value>(&self.body) {
             Ok(Value::Object(map)) => Ok(map),
-            Ok(other) => Err(not_json(&format!("JSON {} instead of an object", kind(&other)))),
+            Ok(other) => Err(not_json(&format!(
+                "JSON {} instead of an object",
+                kind(&other)
+            ))),
             Err(_) if self.body.is_empty() => Err(not_json("an empty body")),
             Err(_) => Err(not_json("a body that is not JSON")),
         }
@@ -127,13 +134,25 @@ impl Reply {
 /// Pick the object holding the fields: the top level when one of `keys` is
 /// a non-empty string there, else a `data` object that has one of `keys`,
 /// else the top level (so the missing field is reported there).
-pub(crate) fn unwrap_data<'a>(map: &'a Map<String, Value>, keys: &[&str]) -> &'a Map<String, Value> {
-    let has_value = |m: &Map<String, Value>| keys.iter().any(|k| matches!(m.get(*k), Some(Value::String(s)) if !s.is_empty()));
+pub(crate) fn unwrap_data<'a>(
+    map: &'a Map<String, Value>,
+    keys: &[&str],
+) -> &'a Map<String, Value> {
+    let has_value = |m: &Map<String, Value>| {
+        keys.iter()
+            .any(|k| matches!(m.get(*k), Some(Value::String(s)) if !s.is_empty()))
+    };
     if has_value(map) {
         return map;
     }
     match map.get("data") {
-        Some(Value::Object(data)) if keys.iter().any(|k| data.get(*k).is_some_and(|v| !v.is_null())) => data,
+        Some(Value::Object(data))
+            if keys
+                .iter()
+                .any(|k| data.get(*k).is_some_and(|v| !v.is_null())) =>
+        {
+            data
+        }
         _ => map,
     }
 }
@@ -158,7 +177,9 @@ impl<'a> Fields<'a> {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) if s.is_empty() => Ok(None),
             Some(Value::String(s)) => Ok(Some(s)),
-            Some(other) => Err(self.malformed(format!("`{key}` is {}, expected a string", kind(other)))),
+            Some(other) => {
+                Err(self.malformed(format!("`{key}` is {}, expected a string", kind(other))))
+            }
         }
     }
 
@@ -172,11 +193,12 @@ impl<'a> Fields<'a> {
     pub fn opt_u64(&self, key: &str) -> Result<Option<u64>, DeviceError> {
         match self.map.get(key) {
             None | Some(Value::Null) => Ok(None),
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .map(Some)
-                .ok_or_else(|| self.malformed(format!("`{key}` is {n}, expected a non-negative integer"))),
-            Some(other) => Err(self.malformed(format!("`{key}` is {}, expected an integer", kind(other)))),
+            Some(Value::Number(n)) => n.as_u64().map(Some).ok_or_else(|| {
+                self.malformed(format!("`{key}` is {n}, expected a non-negative integer"))
+            }),
+            Some(other) => {
+                Err(self.malformed(format!("`{key}` is {}, expected an integer", kind(other))))
+            }
         }
     }
 
@@ -225,7 +247,9 @@ fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => out.push_str(&format!("%{b:02X}")),
         }
@@ -287,7 +311,11 @@ mod tests {
             step: Step::TokenPoll,
             map: &m,
         };
-        assert!(f.opt_str("a").unwrap_err().to_string().contains("`a` is a number"));
+        assert!(f
+            .opt_str("a")
+            .unwrap_err()
+            .to_string()
+            .contains("`a` is a number"));
         assert_eq!(f.req_str("b").unwrap(), "x");
         assert!(f.req_str("zz").unwrap_err().to_string().contains("no `zz`"));
         assert!(f.opt_u64("n").is_err());
@@ -313,6 +341,10 @@ mod tests {
             content_type: "application/json".into(),
             body: b"[1]".to_vec(),
         };
-        assert!(r.json_object(Step::Discovery).unwrap_err().to_string().contains("an array"));
+        assert!(r
+            .json_object(Step::Discovery)
+            .unwrap_err()
+            .to_string()
+            .contains("an array"));
     }
 }

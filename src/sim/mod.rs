@@ -8,6 +8,7 @@
 //! Routes follow `lark-open-platform.md`; every route records what it
 //! received (see [`state::Recorder`]) and honours faults a test queued.
 
+pub mod device_server;
 pub mod open_api;
 pub mod state;
 
@@ -30,6 +31,7 @@ pub struct SimState {
     pub app_secret: String,
     pub recorder: Recorder,
     pub open_api: open_api::OpenApiState,
+    pub device: device_server::DeviceServerState,
 }
 
 impl SimState {
@@ -39,6 +41,7 @@ impl SimState {
             app_secret: app_secret.to_owned(),
             recorder: Recorder::default(),
             open_api: open_api::OpenApiState::default(),
+            device: device_server::DeviceServerState::default(),
         }
     }
 }
@@ -84,6 +87,7 @@ impl Simulator {
                             .app_data(data.clone())
                             .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
                             .configure(open_api::routes)
+                            .configure(device_server::routes)
                             .default_service(web::to(not_found))
                     })
                     .workers(1)
