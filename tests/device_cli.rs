@@ -936,3 +936,203 @@ async fn logout_removes_the_token_but_keeps_the_host() {
     let o = h.run(&["login", "--device-code", "--phase", "init"]).await;
     assert_eq!(o.code, 0, "{}", o.stderr);
 }
+
+/// The published `@lark-project/meegle` CLI, run against the same simulator
+/// behind a TLS proxy (it insists on https), prints the same keys as we do.
+/// Runs only where `MEEGLE_BIN` names its binary and `openssl` and `socat`
+/// are installed; otherwise it says so and passes.
+#[tokio::test]
+async fn the_reference_cli_prints_the_same_keys() {
+    use std::process::{Command, Stdio};
+
+    let Some(meegle) = std::env::var_os("MEEGLE_BIN") else {
+        eprintln!("MEEGLE_BIN not set: reference CLI comparison skipped");
+        return;
+    };
+    let tools = ["openssl", "socat"];
+    if tools.iter().any(|t| {
+        Command::new(t)
+            .arg("-h")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_err()
+    }) {
+        eprintln!("openssl or socat missing: reference CLI comparison skipped");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
+
+    let h = Harness::new();
+    let tls_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut proxy = Command::new("socat")
+        .arg(format!(
+            "OPENSSL-LISTEN:{tls_port},bind=127.0.0.1,reuseaddr,fork,verify=0,cert={},key={}",
+            cert.display(),
+            key.display()
+        ))
+        .arg(format!("TCP:{}", h.host()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", tls_port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "TLS proxy did not start"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let tls_host = format!("127.0.0.1:{tls_port}");
+    h.state()
+        .device
+        .configure(|s| s.public_base = Some(format!("https://{tls_host}")));
+
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    // The simulator advertises the TLS origin only while the reference CLI
+    // runs; our client talks to it over loopback http.
+    let reference = |args: &[&str]| {
+        let tls_origin = format!("https://{tls_host}");
+        h.state()
+            .device
+            .configure(|s| s.public_base = Some(tls_origin));
+        let out = Command::new(&meegle)
+            .args(args)
+            .env_clear()
+            .env("HOME", &home)
+            .env("PATH", "/usr/bin:/bin")
+            .env("SSL_CERT_FILE", &cert)
+            .env("USER", "tester")
+            .output()
+            .unwrap();
+        h.state().device.configure(|s| s.public_base = None);
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+
+    let (code, out) = reference(&["auth", "status", "--format", "json"]);
+    assert_eq!(code, 1);
+    let theirs: Value = serde_json::from_str(&out).unwrap();
+    let ours = h.run(&["status"]).await.out_json();
+    assert_eq!(keys(&theirs), keys(&ours));
+
+    let (code, out) = reference(&[
+        "auth",
+        "login",
+        "--device-code",
+        "--phase",
+        "init",
+        "--host",
+        &tls_host,
+        "--format",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let their_init: Value = serde_json::from_str(&out).unwrap();
+    let our_init = h.init().await;
+    assert_eq!(keys(&their_init), keys(&our_init));
+    assert!(their_init["verification_uri_complete"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!(
+            "?channel=meegle-cli&usercode={}",
+            their_init["user_code"].as_str().unwrap()
+        )));
+    // Both registered with the same body shape.
+    let regs = h.sim.recorder().requests_to("/device-oauth/register");
+    assert_eq!(keys(&regs[0].json()), keys(&regs[1].json()));
+    assert_eq!(regs[0].json()["grant_types"], regs[1].json()["grant_types"]);
+
+    let poll_args = |init: &Value| {
+        vec![
+            "auth".to_owned(),
+            "login".into(),
+            "--device-code".into(),
+            "--phase".into(),
+            "poll".into(),
+            "--once".into(),
+            "--device-code-value".into(),
+            init["device_code"].as_str().unwrap().into(),
+            "--client-id".into(),
+            init["client_id"].as_str().unwrap().into(),
+            "--format".into(),
+            "json".into(),
+        ]
+    };
+    let their_poll: Vec<String> = poll_args(&their_init);
+    let their_poll: Vec<&str> = their_poll.iter().map(String::as_str).collect();
+    let (code, out) = reference(&their_poll);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "{\n  \"status\": \"authorization_pending\"\n}\n")
+    );
+    let ours = h.poll_once(&our_init).await;
+    assert_eq!(ours.stdout, out);
+
+    // Same poll form, byte for byte apart from the values.
+    let polls = h.sim.recorder().requests_to("/device-oauth/token");
+    let form_keys = |body: &[u8]| -> Vec<String> {
+        url::form_urlencoded::parse(body)
+            .map(|(k, _)| k.into_owned())
+            .collect()
+    };
+    assert_eq!(form_keys(&polls[0].body), form_keys(&polls[1].body));
+
+    h.state().device.advance(Duration::from_secs(10));
+    assert!(h
+        .state()
+        .device
+        .approve(their_init["user_code"].as_str().unwrap()));
+    let (code, out) = reference(&their_poll);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "{\n  \"message\": \"Login successful\",\n  \"status\": \"ok\"\n}\n"
+        )
+    );
+
+    let (code, out) = reference(&["auth", "status", "--format", "json"]);
+    assert_eq!(code, 0, "{out}");
+    let theirs: Value = serde_json::from_str(&out).unwrap();
+    h.login().await;
+    let mut ours = h.run(&["status"]).await.out_json();
+    // `source` is ours alone: the contract adds it.
+    ours.as_object_mut().unwrap().remove("source");
+    assert_eq!(keys(&theirs), keys(&ours));
+    assert_eq!(theirs["authenticated"], true);
+
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+}
