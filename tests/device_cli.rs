@@ -1136,3 +1136,77 @@ async fn the_reference_cli_prints_the_same_keys() {
     let _ = proxy.kill();
     let _ = proxy.wait();
 }
+
+#[tokio::test]
+async fn feishu_device_flow_against_the_accounts_host() {
+    use lark_service::device::feishu::{next_interval, FeishuDeviceClient, FeishuPoll};
+    use lark_service::domain::BaseUrl;
+    use lark_service::sim::{SIM_APP_ID, SIM_APP_SECRET};
+
+    let sim = Simulator::start().unwrap();
+    let accounts = BaseUrl::parse(sim.base_url()).unwrap();
+    let feishu = FeishuDeviceClient::new(
+        DeviceClient::new().unwrap(),
+        accounts.clone(),
+        SIM_APP_ID,
+        SIM_APP_SECRET,
+    );
+
+    let code = feishu
+        .authorize("contact:user.base:readonly")
+        .await
+        .unwrap();
+    let asked = &sim.recorder().requests_to("/oauth/v1/device_authorization")[0];
+    assert!(asked.header("authorization").unwrap().starts_with("Basic "));
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&asked.body)
+        .into_owned()
+        .collect();
+    assert_eq!(
+        form,
+        [
+            ("client_id".to_owned(), SIM_APP_ID.to_owned()),
+            (
+                "scope".to_owned(),
+                "contact:user.base:readonly offline_access".to_owned()
+            )
+        ]
+    );
+
+    assert_eq!(
+        feishu.poll(&code.device_code).await.unwrap(),
+        FeishuPoll::Pending
+    );
+    let slow = feishu.poll(&code.device_code).await.unwrap();
+    assert_eq!(slow, FeishuPoll::SlowDown);
+    assert_eq!(
+        next_interval(Duration::from_secs(5), &slow),
+        Duration::from_secs(10)
+    );
+    assert!(sim.state().device.approve(&code.user_code));
+    sim.state().device.advance(Duration::from_secs(10));
+    let FeishuPoll::Granted(grant) = feishu.poll(&code.device_code).await.unwrap() else {
+        panic!("not granted");
+    };
+    assert!(grant.refresh_token.is_some());
+    assert_eq!(grant.refresh_token_expires_in, 604_800);
+    assert_eq!(
+        grant.scope.as_deref(),
+        Some("contact:user.base:readonly offline_access")
+    );
+    let polled = sim.recorder().requests_to("/oauth/v3/token").pop().unwrap();
+    assert!(String::from_utf8_lossy(&polled.body).contains("client_secret="));
+
+    let denied = feishu.authorize("").await.unwrap();
+    assert!(sim.state().device.deny(&denied.user_code));
+    let e = feishu.poll(&denied.device_code).await.unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "Device code authorization failed: access_denied"
+    );
+
+    let wrong =
+        FeishuDeviceClient::new(DeviceClient::new().unwrap(), accounts, SIM_APP_ID, "wrong");
+    let e = wrong.authorize("").await.unwrap_err();
+    assert_eq!(e.code(), "DEVICE_CODE_FAILED");
+    assert!(e.to_string().contains("invalid_client"), "{e}");
+}

@@ -48,6 +48,10 @@ pub struct TokenGrant {
     pub refresh_token: Option<String>,
     /// Seconds; `None` when the server gave no lifetime.
     pub expires_in: Option<u64>,
+    /// `refresh_token_expires_in`, when the server sent it (Feishu does).
+    pub refresh_expires_in: Option<u64>,
+    /// The granted scope, when the server sent it.
+    pub scope: Option<String>,
 }
 
 impl TokenGrant {
@@ -161,6 +165,15 @@ fn form_post(client: &DeviceClient, url: &Url, form: &[(&str, &str)]) -> reqwest
 /// The device authorization answer, status ignored (as the reference
 /// client does): only a usable `device_code` counts.
 fn parse_device_code(reply: &Reply) -> Result<DeviceCode, DeviceError> {
+    parse_device_code_with(reply, None)
+}
+
+/// [`parse_device_code`] for servers whose `expires_in` is optional:
+/// `default_lifetime` replaces a missing one (`None`: it is required).
+pub(crate) fn parse_device_code_with(
+    reply: &Reply,
+    default_lifetime: Option<u64>,
+) -> Result<DeviceCode, DeviceError> {
     let step = Step::DeviceAuthorization;
     let doc = reply.json_object(step)?;
     let f = Fields {
@@ -177,13 +190,14 @@ fn parse_device_code(reply: &Reply) -> Result<DeviceCode, DeviceError> {
         Some(_) => Some(f.secure_url_str("verification_uri_complete")?.to_owned()),
         None => None,
     };
-    let expires_in =
-        f.opt_u64("expires_in")?
-            .filter(|s| *s > 0)
-            .ok_or_else(|| DeviceError::Malformed {
-                step,
-                detail: "the answer has no positive `expires_in`".into(),
-            })?;
+    let expires_in = f
+        .opt_u64("expires_in")?
+        .filter(|s| *s > 0)
+        .or(default_lifetime)
+        .ok_or_else(|| DeviceError::Malformed {
+            step,
+            detail: "the answer has no positive `expires_in`".into(),
+        })?;
     Ok(DeviceCode {
         device_code: device_code.to_owned(),
         user_code: f.req_str("user_code")?.to_owned(),
@@ -197,7 +211,7 @@ fn parse_device_code(reply: &Reply) -> Result<DeviceCode, DeviceError> {
     })
 }
 
-fn parse_poll(reply: &Reply) -> Result<PollOutcome, DeviceError> {
+pub(crate) fn parse_poll(reply: &Reply) -> Result<PollOutcome, DeviceError> {
     let doc = reply.json_object(Step::TokenPoll)?;
     let map = unwrap_data(&doc, &["access_token", "error"]);
     let f = Fields {
@@ -253,6 +267,8 @@ fn grant(f: &Fields<'_>) -> Result<TokenGrant, DeviceError> {
         access_token: f.req_str("access_token")?.to_owned(),
         refresh_token: f.opt_str("refresh_token")?.map(str::to_owned),
         expires_in: f.opt_u64("expires_in")?,
+        refresh_expires_in: f.opt_u64("refresh_token_expires_in")?,
+        scope: f.opt_str("scope")?.map(str::to_owned),
     })
 }
 
@@ -352,7 +368,9 @@ mod tests {
             PollOutcome::Granted(TokenGrant {
                 access_token: "a".into(),
                 refresh_token: Some("r".into()),
-                expires_in: Some(7200)
+                expires_in: Some(7200),
+                refresh_expires_in: None,
+                scope: None,
             })
         );
         let denied = parse_poll(&reply(400, json!({"error": "access_denied"}))).unwrap_err();
@@ -393,6 +411,8 @@ mod tests {
             access_token: "a".into(),
             refresh_token: None,
             expires_in: Some(60),
+            refresh_expires_in: None,
+            scope: None,
         };
         assert_eq!(g.expires_at_ms(1_000), 61_000);
         let g = TokenGrant {

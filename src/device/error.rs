@@ -7,7 +7,7 @@
 //! | `MISSING_OPTION` | a required flag is absent (`--phase poll` without `--device-code-value`/`--client-id`) | no |
 //! | `HOST_NOT_CONFIGURED` | no `--host`, no `MEEGLE_HOST`, no host saved for the profile | no |
 //! | `INSECURE_HOST` | `--host`/`MEEGLE_HOST` names `http://` on a non-loopback host | no |
-//! | `NETWORK_ERROR` | the server could not be reached (connect, TLS, timeout) | yes |
+//! | `NETWORK_ERROR` | the server could not be reached (connect, TLS, timeout); also an HTTP client that cannot be built (not retryable) | yes |
 //! | `OAUTH_DISCOVERY_FAILED` | the discovery document answered a non-200 status | 5xx/429 only |
 //! | `OAUTH_DISCOVERY_INVALID` | the discovery document is not JSON, misses a field, or names a non-https endpoint | no |
 //! | `DEVICE_FLOW_UNSUPPORTED` | the discovery document has no `device_authorization_endpoint` | no |
@@ -81,6 +81,8 @@ pub enum DeviceError {
     HostNotConfigured,
     #[error("`{0}` uses plain http://, which is allowed only for 127.0.0.1, ::1 and localhost; pass the host without a scheme or with https://")]
     InsecureHost(String),
+    #[error("could not set up the HTTP client: {0}")]
+    HttpClient(String),
     #[error("could not reach the {step} endpoint {url}: {detail}")]
     Network {
         step: Step,
@@ -129,7 +131,7 @@ impl DeviceError {
             DeviceError::MissingOption(_) => "MISSING_OPTION",
             DeviceError::HostNotConfigured => "HOST_NOT_CONFIGURED",
             DeviceError::InsecureHost(_) => "INSECURE_HOST",
-            DeviceError::Network { .. } => "NETWORK_ERROR",
+            DeviceError::HttpClient(_) | DeviceError::Network { .. } => "NETWORK_ERROR",
             DeviceError::HttpStatus {
                 step: Step::Discovery,
                 ..

@@ -16,6 +16,8 @@
 //! - [`login`], [`status`]: the flows; [`clock`] makes their waiting testable.
 //! - [`output`]: the JSON contract; [`cli`]: clap and the exit codes.
 //! - [`error`]: one error enum whose variants map to the stable codes.
+//! - [`feishu`]: Feishu's own device flow on the accounts host, for
+//!   authorizing the app as a Feishu user (no CLI of its own here).
 
 pub mod cli;
 pub mod clock;
@@ -23,6 +25,7 @@ pub mod device_auth;
 pub mod discovery;
 pub mod env;
 pub mod error;
+pub mod feishu;
 pub mod host;
 pub mod login;
 pub mod mcp;

@@ -47,11 +47,7 @@ impl DeviceClient {
             .timeout(REQUEST_TIMEOUT)
             .redirect(policy)
             .build()
-            .map_err(|e| DeviceError::Network {
-                step: Step::Discovery,
-                url: String::new(),
-                detail: error_chain(&e),
-            })?;
+            .map_err(|e| DeviceError::HttpClient(error_chain(&e)))?;
         Ok(Self { http })
     }
 
@@ -62,11 +58,9 @@ impl DeviceClient {
         step: Step,
         request: reqwest::RequestBuilder,
     ) -> Result<Reply, DeviceError> {
-        let request = request.build().map_err(|e| DeviceError::Network {
-            step,
-            url: String::new(),
-            detail: error_chain(&e),
-        })?;
+        let request = request
+            .build()
+            .map_err(|e| DeviceError::HttpClient(error_chain(&e)))?;
         let url = request.url().to_string();
         let network = |e: reqwest::Error| DeviceError::Network {
             step,

@@ -32,7 +32,9 @@ pub const TOKEN_PATH: &str = "/device-oauth/token";
 pub const VERIFY_PATH: &str = "/device-oauth/verify";
 pub const MCP_PATH: &str = "/mcp_server/v1";
 
-const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+pub(super) const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
+/// `refresh_token_expires_in` of issued refresh tokens (7 days).
+const REFRESH_TOKEN_LIFETIME_SECONDS: u64 = 604_800;
 /// Letters that cannot spell words, as RFC 8628 §6.1 suggests for user codes.
 const USER_CODE_LETTERS: &[u8] = b"BCDFGHJKLMNPQRSTVWXZ";
 
@@ -95,6 +97,8 @@ struct Grant {
     interval: Duration,
     last_poll: Option<Instant>,
     state: GrantState,
+    /// Scope asked for (Feishu's flow); echoed in the token answer.
+    scope: Option<String>,
 }
 
 struct RefreshToken {
@@ -127,7 +131,7 @@ impl Book {
     }
 
     /// A fresh access token (and refresh token unless `keep_refresh`).
-    fn issue_tokens(&mut self, client_id: &str, with_refresh: bool) -> Value {
+    fn issue_tokens(&mut self, client_id: &str, with_refresh: bool, scope: Option<&str>) -> Value {
         let n = self.next();
         let suffix: u32 = rand::thread_rng().gen();
         let access = format!("mat_{n:04}_{suffix:08x}");
@@ -148,8 +152,34 @@ impl Book {
                 },
             );
             body["refresh_token"] = json!(refresh);
+            body["refresh_token_expires_in"] = json!(REFRESH_TOKEN_LIFETIME_SECONDS);
+        }
+        if let Some(scope) = scope {
+            body["scope"] = json!(scope);
         }
         body
+    }
+}
+
+/// A device grant just created, as the device authorization answer shows it.
+pub(super) struct NewGrant {
+    pub device_code: String,
+    pub user_code: String,
+    pub lifetime: Duration,
+    pub interval: u64,
+}
+
+impl NewGrant {
+    /// The RFC 8628 answer, with verification links under `base`.
+    pub(super) fn to_json(&self, base: &str) -> Value {
+        json!({
+            "device_code": self.device_code,
+            "user_code": self.user_code,
+            "verification_uri": format!("{base}{VERIFY_PATH}"),
+            "verification_uri_complete": format!("{base}{VERIFY_PATH}?user_code={}", self.user_code),
+            "expires_in": self.lifetime.as_secs(),
+            "interval": self.interval,
+        })
     }
 }
 
@@ -233,6 +263,35 @@ impl DeviceServerState {
         }
     }
 
+    /// Start a pending device grant for `client_id`.
+    pub(super) fn new_grant(&self, client_id: &str, scope: Option<String>) -> NewGrant {
+        let mut book = lock(&self.book);
+        let n = book.next();
+        let mut rng = rand::thread_rng();
+        let letters: String = (0..4)
+            .map(|_| char::from(USER_CODE_LETTERS[rng.gen_range(0..USER_CODE_LETTERS.len())]))
+            .collect();
+        let code = NewGrant {
+            device_code: format!("dc_{n:04}_{:016x}", rng.gen::<u64>()),
+            user_code: format!("{letters}-{:04}", n % 10_000),
+            lifetime: book.settings.device_code_lifetime,
+            interval: book.settings.interval,
+        };
+        let issued_at = book.now();
+        book.grants.push(Grant {
+            device_code: code.device_code.clone(),
+            user_code: code.user_code.clone(),
+            client_id: client_id.to_owned(),
+            issued_at,
+            lifetime: code.lifetime,
+            interval: Duration::from_secs(code.interval),
+            last_poll: None,
+            state: GrantState::Pending,
+            scope,
+        });
+        code
+    }
+
     fn take_garbage(&self, route: &'static str) -> bool {
         let mut book = lock(&self.book);
         match book.garbage.get_mut(route) {
@@ -258,7 +317,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 }
 
 /// Record the request, then answer a queued fault or garbage if any.
-async fn intercept(
+pub(super) async fn intercept(
     state: &SimState,
     req: &HttpRequest,
     body: &[u8],
@@ -275,7 +334,7 @@ async fn intercept(
     })
 }
 
-fn origin(state: &SimState, req: &HttpRequest) -> String {
+pub(super) fn origin(state: &SimState, req: &HttpRequest) -> String {
     let configured = lock(&state.device.book).settings.public_base.clone();
     configured.unwrap_or_else(|| {
         let info = req.connection_info();
@@ -300,7 +359,7 @@ fn oauth_error(state: &SimState, error: &str) -> HttpResponse {
     answer(state, 400, json!({ "error": error }))
 }
 
-fn form(body: &[u8]) -> HashMap<String, String> {
+pub(super) fn form(body: &[u8]) -> HashMap<String, String> {
     url::form_urlencoded::parse(body).into_owned().collect()
 }
 
@@ -368,44 +427,12 @@ async fn device_authorization(
     }
     let base = origin(&state, &req);
     let client_id = form(&body).remove("client_id").unwrap_or_default();
-    let mut book = lock(&state.device.book);
-    if !book.clients.contains(&client_id) {
-        drop(book);
+    let known = lock(&state.device.book).clients.contains(&client_id);
+    if !known {
         return oauth_error(&state, "invalid_client");
     }
-    let n = book.next();
-    let mut rng = rand::thread_rng();
-    let letters: String = (0..4)
-        .map(|_| char::from(USER_CODE_LETTERS[rng.gen_range(0..USER_CODE_LETTERS.len())]))
-        .collect();
-    let user_code = format!("{letters}-{:04}", n % 10_000);
-    let device_code = format!("dc_{n:04}_{:016x}", rng.gen::<u64>());
-    let now = book.now();
-    let lifetime = book.settings.device_code_lifetime;
-    let interval = book.settings.interval;
-    book.grants.push(Grant {
-        device_code: device_code.clone(),
-        user_code: user_code.clone(),
-        client_id,
-        issued_at: now,
-        lifetime,
-        interval: Duration::from_secs(interval),
-        last_poll: None,
-        state: GrantState::Pending,
-    });
-    drop(book);
-    answer(
-        &state,
-        200,
-        json!({
-            "device_code": device_code,
-            "user_code": user_code,
-            "verification_uri": format!("{base}{VERIFY_PATH}"),
-            "verification_uri_complete": format!("{base}{VERIFY_PATH}?user_code={user_code}"),
-            "expires_in": lifetime.as_secs(),
-            "interval": interval,
-        }),
-    )
+    let code = state.device.new_grant(&client_id, None);
+    answer(&state, 200, code.to_json(&base))
 }
 
 /// Route `device_token`: the device-code poll and the refresh grant.
@@ -431,7 +458,8 @@ async fn token(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -
     answer(&state, status, body)
 }
 
-fn poll(device: &DeviceServerState, client_id: &str, device_code: &str) -> (u16, Value) {
+/// One device-code poll: `(status, body)`.
+pub(super) fn poll(device: &DeviceServerState, client_id: &str, device_code: &str) -> (u16, Value) {
     let mut book = lock(&device.book);
     let now = book.now();
     let enforce = book.settings.enforce_interval;
@@ -465,7 +493,8 @@ fn poll(device: &DeviceServerState, client_id: &str, device_code: &str) -> (u16,
         GrantState::Denied => (400, json!({"error": "access_denied"})),
         GrantState::Approved | GrantState::Issued => {
             grant.state = GrantState::Issued;
-            (200, book.issue_tokens(client_id, true))
+            let scope = grant.scope.clone();
+            (200, book.issue_tokens(client_id, true, scope.as_deref()))
         }
     }
 }
@@ -486,7 +515,7 @@ fn refresh(device: &DeviceServerState, client_id: &str, refresh_token: &str) -> 
     }
     book.refreshes += 1;
     let rotate = book.settings.rotate_refresh_tokens;
-    let body = book.issue_tokens(client_id, rotate);
+    let body = book.issue_tokens(client_id, rotate, None);
     if !rotate {
         // Without rotation the presented refresh token stays usable.
         if let Some(t) = book.refresh.get_mut(refresh_token) {

@@ -9,6 +9,7 @@
 //! received (see [`state::Recorder`]) and honours faults a test queued.
 
 pub mod device_server;
+pub mod feishu_device;
 pub mod open_api;
 pub mod state;
 
@@ -88,6 +89,7 @@ impl Simulator {
                             .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
                             .configure(open_api::routes)
                             .configure(device_server::routes)
+                            .configure(feishu_device::routes)
                             .default_service(web::to(not_found))
                     })
                     .workers(1)
