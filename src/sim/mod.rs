@@ -9,6 +9,8 @@
 //! received (see [`state::Recorder`]) and honours faults a test queued.
 
 pub mod aily;
+pub mod device_server;
+pub mod feishu_device;
 pub mod im;
 pub mod oauth;
 pub mod oauth_routes;
@@ -34,6 +36,7 @@ pub struct SimState {
     pub app_secret: String,
     pub recorder: Recorder,
     pub open_api: open_api::OpenApiState,
+    pub device: device_server::DeviceServerState,
 }
 
 impl SimState {
@@ -43,6 +46,7 @@ impl SimState {
             app_secret: app_secret.to_owned(),
             recorder: Recorder::default(),
             open_api: open_api::OpenApiState::default(),
+            device: device_server::DeviceServerState::default(),
         }
     }
 }
@@ -88,6 +92,8 @@ impl Simulator {
                             .app_data(data.clone())
                             .app_data(web::PayloadConfig::new(16 * 1024 * 1024))
                             .configure(open_api::routes)
+                            .configure(device_server::routes)
+                            .configure(feishu_device::routes)
                             .default_service(web::to(not_found))
                     })
                     .workers(1)

@@ -1,0 +1,85 @@
+//! Feishu's own device flow on the simulated accounts host
+//! (`lark-open-platform.md` §8.4): `POST /oauth/v1/device_authorization`
+//! with HTTP Basic app credentials, and `POST /oauth/v3/token` with the app
+//! credentials in the form. Grants share the device server's book, so
+//! [`DeviceServerState::approve`](super::device_server::DeviceServerState::approve)
+//! and `deny` decide them and `advance` ages them.
+//!
+//! Route names: `feishu_device_authorization`, `feishu_device_token`.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use base64::Engine;
+use serde_json::json;
+
+use super::device_server::{form, intercept, origin, poll, DEVICE_CODE_GRANT};
+use super::SimState;
+
+pub const FEISHU_DEVICE_AUTHORIZATION_PATH: &str = "/oauth/v1/device_authorization";
+pub const FEISHU_TOKEN_PATH: &str = "/oauth/v3/token";
+
+/// Register the routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        FEISHU_DEVICE_AUTHORIZATION_PATH,
+        web::post().to(device_authorization),
+    )
+    .route(FEISHU_TOKEN_PATH, web::post().to(token));
+}
+
+fn invalid_client() -> HttpResponse {
+    HttpResponse::Unauthorized().json(
+        json!({"error": "invalid_client", "error_description": "app_id or app_secret is invalid"}),
+    )
+}
+
+/// Route `feishu_device_authorization`.
+async fn device_authorization(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<SimState>,
+) -> HttpResponse {
+    if let Some(r) = intercept(&state, &req, &body, "feishu_device_authorization").await {
+        return r;
+    }
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", state.app_id, state.app_secret))
+    );
+    let basic = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    let mut form = form(&body);
+    if basic != Some(expected.as_str())
+        || form.get("client_id").map(String::as_str) != Some(state.app_id.as_str())
+    {
+        return invalid_client();
+    }
+    let scope = form.remove("scope").filter(|s| !s.is_empty());
+    let code = state.device.new_grant(&state.app_id, scope);
+    HttpResponse::Ok().json(code.to_json(&origin(&state, &req)))
+}
+
+/// Route `feishu_device_token`: flat RFC 6749 answers (`code: 0` on success).
+async fn token(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
+    if let Some(r) = intercept(&state, &req, &body, "feishu_device_token").await {
+        return r;
+    }
+    let form = form(&body);
+    let field = |k: &str| form.get(k).map_or("", String::as_str);
+    if field("client_id") != state.app_id || field("client_secret") != state.app_secret {
+        return invalid_client();
+    }
+    if field("grant_type") != DEVICE_CODE_GRANT {
+        return HttpResponse::BadRequest()
+            .json(json!({"code": 20001, "error": "unsupported_grant_type"}));
+    }
+    let (status, mut answer) = poll(&state.device, &state.app_id, field("device_code"));
+    if status == 200 {
+        answer["code"] = json!(0);
+    }
+    let status = actix_web::http::StatusCode::from_u16(status)
+        .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
+    HttpResponse::build(status).json(answer)
+}
