@@ -42,7 +42,7 @@ pub enum StartupError {
 /// # async fn run(settings: lark_service::config::Settings) -> Result<(), Box<dyn std::error::Error>> {
 /// use lark_service::startup::Service;
 /// let app = Service::builder(settings)
-///     .on("im.message.receive_v1", |event| async move {
+///     .on("im.message.receive_v1", |event: std::sync::Arc<lark_service::events::envelope::Envelope>| async move {
 ///         tracing::info!(event_id = %event.event_id, "got a message");
 ///         Ok(None)
 ///     })
