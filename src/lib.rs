@@ -11,6 +11,7 @@ pub mod events;
 pub mod http;
 pub mod lark;
 pub mod metrics;
+pub mod refresh;
 pub mod sim;
 pub mod startup;
 pub mod supervise;

@@ -7,14 +7,18 @@ use std::net::TcpListener;
 use actix::Addr;
 use actix_web::{web, App, HttpServer};
 
+use crate::auth::card_auth::{card_action_handler, CardAuth, CardAuthConfig, CARD_ACTION};
 use crate::auth::registry::SessionRegistry;
+use crate::auth::vault::Vault;
 use crate::config::{ConfigError, Settings};
 use crate::db::connection::build_pool;
 use crate::db::{Db, DbError};
 use crate::events::ledger::Ledger;
 use crate::events::router::{EventHandler, EventRouter, Handlers};
 use crate::http::{self, AppState, Readiness};
+use crate::lark::client::{LarkClient, LarkError};
 use crate::metrics::MetricsError;
+use crate::refresh::app_token_cache::AppTokenCache;
 use crate::supervise::{self, StatusBoard};
 
 /// Seconds the HTTP server waits for in-flight requests on shutdown.
@@ -34,6 +38,8 @@ pub enum StartupError {
     },
     #[error(transparent)]
     Metrics(#[from] MetricsError),
+    #[error("HTTP client: {0}")]
+    Http(#[from] LarkError),
 }
 
 /// Builds the service, with the embedding program's own event handlers.
@@ -99,7 +105,7 @@ impl Application {
     }
 
     async fn start(settings: Settings, handlers: Handlers) -> Result<Self, StartupError> {
-        let _credentials = settings.require_for_serve()?;
+        let credentials = settings.require_for_serve()?;
         let pool = build_pool(&settings.database.url)?;
         let db = Db::start(pool);
         let applied = db.migrate().await?;
@@ -110,8 +116,37 @@ impl Application {
         );
 
         let mut board = StatusBoard::default();
-        let registry = supervise::spawn(SessionRegistry::new(db.clone()));
+        let lark = LarkClient::new(
+            settings.lark.domain.clone(),
+            settings.lark.accounts_domain.clone(),
+        )?;
+        let vault = Vault::new(&credentials.encryption_key);
+
+        let app_tokens = supervise::spawn(AppTokenCache::new(
+            lark.clone(),
+            credentials.app_id.clone(),
+            credentials.app_secret.clone(),
+        ));
+        board.register(&app_tokens);
+        let registry = supervise::spawn(SessionRegistry::new(
+            db.clone(),
+            vault,
+            credentials.app_id.clone(),
+            settings.auth.session_ttl,
+        ));
         board.register(&registry);
+        let card_auth = supervise::spawn(CardAuth::new(
+            CardAuthConfig {
+                app_id: credentials.app_id.clone(),
+                app_secret: credentials.app_secret.clone(),
+                redirect_uri: settings.oauth.redirect_uri.clone(),
+            },
+            lark.clone(),
+            registry.clone(),
+            app_tokens.clone(),
+        ));
+        board.register(&card_auth);
+        let handlers = handlers.on(CARD_ACTION, card_action_handler(card_auth.clone()));
         let ledger = supervise::spawn(Ledger::new(db.clone()));
         board.register(&ledger);
         let router = supervise::spawn(EventRouter::new(handlers, ledger));
@@ -131,6 +166,8 @@ impl Application {
             board: board.clone(),
             prometheus,
             admin_token: settings.http.admin_token.clone(),
+            registry: registry.clone(),
+            card_auth: card_auth.clone(),
             readiness: Readiness {
                 ws_connected: None,
                 fallback_to_http: settings.ws.fallback_to_http,

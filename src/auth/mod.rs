@@ -2,5 +2,7 @@
 //! authorizes the app (card click, OAuth redirect, device code).
 
 pub mod card;
+pub mod card_auth;
+pub mod error;
 pub mod registry;
 pub mod vault;

@@ -22,6 +22,9 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
+    /// The open platform failed or refused.
+    #[error("{message}")]
+    BadGateway { code: &'static str, message: String },
     #[error("internal error")]
     Internal(String),
 }
@@ -60,7 +63,8 @@ impl ApiError {
             Self::BadRequest { code, .. }
             | Self::NotFound { code, .. }
             | Self::Conflict { code, .. }
-            | Self::Unavailable { code, .. } => code,
+            | Self::Unavailable { code, .. }
+            | Self::BadGateway { code, .. } => code,
             Self::Unauthorized => "unauthorized",
             Self::Internal(_) => "internal",
         }
@@ -75,6 +79,7 @@ impl ResponseError for ApiError {
             Self::NotFound { .. } => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BadGateway { .. } => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -139,4 +144,26 @@ pub fn path_config() -> actix_web::web::PathConfig {
 pub fn query_config() -> actix_web::web::QueryConfig {
     actix_web::web::QueryConfig::default()
         .error_handler(|err, _req| ApiError::bad_request("bad_query", err.to_string()).into())
+}
+
+impl From<crate::auth::error::AuthError> for ApiError {
+    fn from(e: crate::auth::error::AuthError) -> Self {
+        use crate::auth::error::AuthError as A;
+        match e {
+            A::UnknownSession(_) => Self::not_found("unknown_session", e.to_string()),
+            A::NotPending(_) | A::Expired => Self::conflict("session_not_pending", e.to_string()),
+            A::WrongOperator => Self::conflict("wrong_operator", e.to_string()),
+            A::AuthRequired(_) => Self::conflict("auth_required", e.to_string()),
+            A::BadInput(_) => Self::bad_request("bad_input", e.to_string()),
+            A::NoCode => Self::unavailable("not_configured", e.to_string()),
+            A::Exchange(_) => Self::bad_request("exchange_failed", e.to_string()),
+            A::Platform(_) => Self::BadGateway {
+                code: "platform_error",
+                message: e.to_string(),
+            },
+            A::Db(db) => db.into(),
+            A::Mailbox(m) => m.into(),
+            A::Vault(_) => Self::Internal(e.to_string()),
+        }
+    }
 }

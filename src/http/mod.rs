@@ -17,6 +17,10 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tokio::sync::watch;
 
+use actix::Addr;
+
+use crate::auth::card_auth::CardAuth;
+use crate::auth::registry::SessionRegistry;
 use crate::db::Db;
 use crate::domain::Secret;
 use crate::metrics::HTTP_REQUESTS;
@@ -29,6 +33,8 @@ pub struct AppState {
     pub prometheus: PrometheusHandle,
     pub admin_token: Option<Secret>,
     pub readiness: Readiness,
+    pub registry: Addr<SessionRegistry>,
+    pub card_auth: Addr<CardAuth>,
 }
 
 /// Which path events can arrive on, for `/readyz`.
@@ -75,6 +81,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(metrics::metrics))
+        .route("/oauth/callback", web::get().to(oauth::callback))
         .service(
             web::scope("/admin")
                 .wrap(actix_web::middleware::from_fn(require_admin))
@@ -82,6 +89,13 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(
                     "/actors/{name}/restart",
                     web::post().to(admin::actors::restart),
+                )
+                .route("/auth-cards", web::post().to(admin::auth_cards::send))
+                .route("/sessions", web::get().to(admin::sessions::list))
+                .route("/sessions/{id}", web::get().to(admin::sessions::get))
+                .route(
+                    "/sessions/{id}/revoke",
+                    web::post().to(admin::sessions::revoke),
                 ),
         )
         .default_service(web::to(not_found));

@@ -9,6 +9,7 @@
 //! received (see [`state::Recorder`]) and honours faults a test queued.
 
 pub mod aily;
+pub mod card_click;
 pub mod device_server;
 pub mod feishu_device;
 pub mod im;

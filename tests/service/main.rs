@@ -4,6 +4,7 @@
 
 mod support;
 
+mod authorization;
 mod cli;
 mod control_surface;
 mod events;

@@ -110,3 +110,111 @@ pub fn expire_overdue(conn: &mut AnyConnection, now: NaiveDateTime) -> Result<us
     ))
     .execute(conn)?)
 }
+
+/// What completing a session writes.
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = crate::db::schema::user_auth_sessions)]
+pub struct Completion {
+    pub state: String,
+    pub auth_method: String,
+    pub user_id: Option<String>,
+    pub open_id: Option<String>,
+    pub union_id: Option<String>,
+    pub user_name: Option<String>,
+    pub email: Option<String>,
+    pub avatar_url: Option<String>,
+    pub access_token_enc: Option<String>,
+    pub refresh_token_enc: Option<String>,
+    pub scope: Option<String>,
+    pub token_expires_at: Option<NaiveDateTime>,
+    pub refresh_expires_at: Option<NaiveDateTime>,
+    pub updated_at: NaiveDateTime,
+    pub completed_at: Option<NaiveDateTime>,
+    pub last_synced_at: Option<NaiveDateTime>,
+}
+
+/// Complete a session if it is still pending and not past its deadline.
+/// Returns whether it was; one statement, so two racing completions cannot
+/// both win.
+pub fn complete(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    completion: &Completion,
+    now: NaiveDateTime,
+) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        s::user_auth_sessions
+            .filter(s::session_id.eq(session_id))
+            .filter(s::state.eq(SessionState::Pending.as_str()))
+            .filter(s::expires_at.gt(now)),
+    )
+    .set(completion)
+    .execute(conn)?
+        == 1)
+}
+
+/// Mark a pending session failed with `reason`. Returns whether it was pending.
+pub fn fail(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    reason: &str,
+    now: NaiveDateTime,
+) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        s::user_auth_sessions
+            .filter(s::session_id.eq(session_id))
+            .filter(s::state.eq(SessionState::Pending.as_str())),
+    )
+    .set((
+        s::state.eq(SessionState::Failed.as_str()),
+        s::error.eq(reason),
+        s::updated_at.eq(now),
+    ))
+    .execute(conn)?
+        == 1)
+}
+
+/// Drop a session's tokens and mark it `revoked`. Returns whether it existed.
+pub fn revoke(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    now: NaiveDateTime,
+) -> Result<bool, DbError> {
+    Ok(
+        diesel::update(s::user_auth_sessions.filter(s::session_id.eq(session_id)))
+            .set((
+                s::state.eq(SessionState::Revoked.as_str()),
+                s::access_token_enc.eq(None::<String>),
+                s::refresh_token_enc.eq(None::<String>),
+                s::updated_at.eq(now),
+            ))
+            .execute(conn)?
+            == 1,
+    )
+}
+
+/// Remember which message carries the session's card.
+pub fn set_message_id(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    message_id: &str,
+) -> Result<(), DbError> {
+    diesel::update(s::user_auth_sessions.filter(s::session_id.eq(session_id)))
+        .set(s::message_id.eq(message_id))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// The user's most recently completed session.
+pub fn latest_completed(
+    conn: &mut AnyConnection,
+    open_id: &str,
+) -> Result<Option<UserAuthSession>, DbError> {
+    Ok(s::user_auth_sessions
+        .filter(s::open_id.eq(open_id))
+        .filter(s::state.eq(SessionState::Completed.as_str()))
+        .order((s::completed_at.desc(), s::id.desc()))
+        .select(UserAuthSession::as_select())
+        .first(conn)
+        .optional()?)
+}

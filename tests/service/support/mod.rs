@@ -33,6 +33,7 @@ pub struct TestApp {
     pub http: reqwest::Client,
     pub server: actix_web::dev::ServerHandle,
     pub app_db: lark_service::db::Db,
+    pub router: actix::Addr<lark_service::events::router::EventRouter>,
 }
 
 /// Settings aimed at `sim` and `db`, with `extra` pairs on top.
@@ -75,6 +76,7 @@ pub async fn spawn_app_with(db: TestDb, extra: &[(&str, &str)]) -> TestApp {
     let port = app.port();
     let server = app.server_handle();
     let app_db = app.db().clone();
+    let router = app.router().clone();
     actix_rt::spawn(app.run_until_stopped());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
@@ -84,6 +86,7 @@ pub async fn spawn_app_with(db: TestDb, extra: &[(&str, &str)]) -> TestApp {
         http: reqwest::Client::new(),
         server,
         app_db,
+        router,
     }
 }
 
@@ -126,6 +129,20 @@ impl TestApp {
             .text()
             .await
             .expect("metrics body")
+    }
+
+    /// Deliver an event envelope to the service, as the platform would.
+    pub async fn deliver(
+        &self,
+        envelope: &serde_json::Value,
+    ) -> lark_service::events::router::RouteOutcome {
+        self.router
+            .send(lark_service::events::router::RouteEvent {
+                payload: serde_json::to_vec(envelope).expect("envelope serialises"),
+                source: lark_service::events::router::EventSource::WebSocket,
+            })
+            .await
+            .expect("router answers")
     }
 
     /// Stop the HTTP server and wait for it.

@@ -1,3 +1,5 @@
 //! `/admin/*`: the operator API, behind the bearer token.
 
 pub mod actors;
+pub mod auth_cards;
+pub mod sessions;
