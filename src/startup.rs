@@ -87,24 +87,21 @@ impl ServiceBuilder {
     }
 }
 
-/// The running service.
-pub struct Application {
-    port: u16,
-    server: actix_web::dev::Server,
-    db: Db,
-    board: StatusBoard,
-    router: Addr<EventRouter>,
+/// The actors every command that touches users needs: database, app
+/// tokens, sessions and the card flow. `serve` adds the event path and the
+/// HTTP server on top; one-shot commands (`send-auth-card`, `sessions`)
+/// use these alone.
+pub struct Core {
+    pub db: Db,
+    pub app_tokens: Addr<AppTokenCache>,
+    pub registry: Addr<SessionRegistry>,
+    pub card_auth: Addr<CardAuth>,
+    pub board: StatusBoard,
 }
 
-impl Application {
-    /// Check the settings, migrate, start the actors and bind the HTTP
-    /// server (which serves once [`run_until_stopped`](Self::run_until_stopped)
-    /// is awaited, or once spawned).
-    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        Service::builder(settings).build().await
-    }
-
-    async fn start(settings: Settings, handlers: Handlers) -> Result<Self, StartupError> {
+impl Core {
+    /// Check the credentials, migrate, and start the core actors.
+    pub async fn start(settings: &Settings) -> Result<Self, StartupError> {
         let credentials = settings.require_for_serve()?;
         let pool = build_pool(&settings.database.url)?;
         let db = Db::start(pool);
@@ -141,11 +138,46 @@ impl Application {
                 app_secret: credentials.app_secret.clone(),
                 redirect_uri: settings.oauth.redirect_uri.clone(),
             },
-            lark.clone(),
+            lark,
             registry.clone(),
             app_tokens.clone(),
         ));
         board.register(&card_auth);
+        Ok(Self {
+            db,
+            app_tokens,
+            registry,
+            card_auth,
+            board,
+        })
+    }
+}
+
+/// The running service.
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    db: Db,
+    board: StatusBoard,
+    router: Addr<EventRouter>,
+}
+
+impl Application {
+    /// Check the settings, migrate, start the actors and bind the HTTP
+    /// server (which serves once [`run_until_stopped`](Self::run_until_stopped)
+    /// is awaited, or once spawned).
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        Service::builder(settings).build().await
+    }
+
+    async fn start(settings: Settings, handlers: Handlers) -> Result<Self, StartupError> {
+        let Core {
+            db,
+            app_tokens: _,
+            registry,
+            card_auth,
+            mut board,
+        } = Core::start(&settings).await?;
         let handlers = handlers.on(CARD_ACTION, card_action_handler(card_auth.clone()));
         let ledger = supervise::spawn(Ledger::new(db.clone()));
         board.register(&ledger);

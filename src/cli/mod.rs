@@ -5,7 +5,9 @@
 //! (the `auth` commands keep the Auth Guard's own contract).
 
 pub mod migrate;
+pub mod send_auth_card;
 pub mod serve;
+pub mod sessions;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,10 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Create an authorization session for a user and send them the card.
+    SendAuthCard(send_auth_card::SendAuthCardArgs),
+    /// List authorization sessions (never their tokens).
+    Sessions(sessions::SessionsArgs),
 }
 
 /// A command's failure, classified for the exit code.
@@ -66,6 +72,8 @@ pub fn run(cli: Cli) -> ExitCode {
         match cli.command {
             Command::Serve => serve::run().await,
             Command::Migrate => migrate::run().await,
+            Command::SendAuthCard(args) => send_auth_card::run(args).await,
+            Command::Sessions(args) => sessions::run(args).await,
         }
     });
     match result {

@@ -129,3 +129,58 @@ fn serve_stops_cleanly_on_sigterm_within_5_seconds() {
     };
     assert!(exit.success(), "serve exited with {exit}");
 }
+
+#[test]
+fn send_auth_card_and_sessions_print_what_the_quickstart_shows() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = lark_service::sim::Simulator::start().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("c.db").display());
+    let with_env = |cmd: &mut Command| {
+        cmd.env("APP_ID", lark_service::sim::SIM_APP_ID)
+            .env("APP_SECRET", lark_service::sim::SIM_APP_SECRET)
+            .env("ENCRYPTION_KEY", "33".repeat(32))
+            .env("LARK_DOMAIN", sim.base_url())
+            .env("LARK_ACCOUNTS_DOMAIN", sim.base_url())
+            .env("DATABASE_URL", &db);
+    };
+
+    let mut send = lark_service();
+    send.args(["send-auth-card", "ou_7dab8a3d3cdcc08c560abcd", "--detailed"]);
+    with_env(&mut send);
+    let out = send.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("✅ Authorization card sent!"), "{stdout}");
+    assert!(stdout.contains("Message ID: om_"), "{stdout}");
+    assert!(stdout.contains("Expires in: 10 minutes"), "{stdout}");
+    let session_id = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Session ID: "))
+        .unwrap()
+        .to_owned();
+    assert_eq!(sim.state().open_api.im.messages().len(), 1);
+
+    let mut list = lark_service();
+    list.args(["sessions", "--state", "pending", "--format", "json"]);
+    with_env(&mut list);
+    let out = list.output().unwrap();
+    assert!(out.status.success());
+    let sessions: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(sessions[0]["session_id"], session_id.as_str());
+    assert_eq!(sessions[0]["open_id"], "ou_7dab8a3d3cdcc08c560abcd");
+
+    let mut table = lark_service();
+    table.args(["sessions"]);
+    with_env(&mut table);
+    let out = table.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.starts_with("session_id"), "{stdout}");
+    assert!(stdout.contains(&session_id) && stdout.contains("(1 session)"), "{stdout}");
+
+    let mut bad = lark_service();
+    bad.args(["sessions", "--state", "done"]);
+    with_env(&mut bad);
+    let out = bad.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--state"));
+}
