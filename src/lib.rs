@@ -4,3 +4,4 @@
 pub mod domain;
 pub mod sim;
 pub mod telemetry;
+pub mod ws;
