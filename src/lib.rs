@@ -2,6 +2,7 @@
 //! authorizes its users and calls AI APIs on their behalf.
 
 pub mod domain;
+pub mod events;
 pub mod sim;
 pub mod telemetry;
 pub mod ws;

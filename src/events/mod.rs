@@ -1,0 +1,12 @@
+//! Events from the open platform, whichever way they arrive.
+//!
+//! - [`envelope`]: the JSON envelope (schema 2.0 or legacy 1.0), typed card
+//!   actions and the callback reply shape.
+//! - [`webhook`]: signature, decryption and challenge rules of the HTTP
+//!   callback fallback.
+
+pub mod envelope;
+pub mod webhook;
+
+pub use envelope::{CallbackResponse, CardAction, Envelope, EnvelopeError, EventId};
+pub use webhook::{parse_webhook, WebhookConfig, WebhookError, WebhookHeaders, WebhookInput};
