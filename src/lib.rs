@@ -17,3 +17,4 @@ pub mod startup;
 pub mod supervise;
 pub mod sync;
 pub mod telemetry;
+pub mod ws;

@@ -195,7 +195,7 @@ impl Handler<RouteEvent> for EventRouter {
 
     fn handle(&mut self, msg: RouteEvent, _: &mut Context<Self>) -> Self::Result {
         let started = Instant::now();
-        let envelope = match Envelope::parse(&msg.payload) {
+        let envelope = match Envelope::parse(msg.payload) {
             Ok(e) => Arc::new(e),
             Err(e) => {
                 crate::metrics::bad_input(msg.source.as_str(), "bad_envelope");
@@ -205,7 +205,7 @@ impl Handler<RouteEvent> for EventRouter {
                 return Box::pin(fut::ready(outcome));
             }
         };
-        let event_id = envelope.event_id.clone();
+        let event_id = envelope.event_id.as_str().to_owned();
         let event_type = envelope.event_type.clone();
         let span =
             tracing::info_span!("event", %event_id, %event_type, source = msg.source.as_str());

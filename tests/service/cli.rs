@@ -149,7 +149,11 @@ fn send_auth_card_and_sessions_print_what_the_quickstart_shows() {
     with_env(&mut send);
     let out = send.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stdout.contains("✅ Authorization card sent!"), "{stdout}");
     assert!(stdout.contains("Message ID: om_"), "{stdout}");
     assert!(stdout.contains("Expires in: 10 minutes"), "{stdout}");
@@ -175,7 +179,10 @@ fn send_auth_card_and_sessions_print_what_the_quickstart_shows() {
     let out = table.output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.starts_with("session_id"), "{stdout}");
-    assert!(stdout.contains(&session_id) && stdout.contains("(1 session)"), "{stdout}");
+    assert!(
+        stdout.contains(&session_id) && stdout.contains("(1 session)"),
+        "{stdout}"
+    );
 
     let mut bad = lark_service();
     bad.args(["sessions", "--state", "done"]);
