@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 2 usage or configuration error, 1 anything else
 //! (the `auth` commands keep the Auth Guard's own contract).
 
+pub mod auth;
 pub mod migrate;
 pub mod serve;
 
@@ -12,6 +13,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::ConfigError;
+use crate::device::AuthCommand;
 use crate::startup::StartupError;
 
 #[derive(Debug, Parser)]
@@ -31,6 +33,12 @@ pub enum Command {
     Serve,
     /// Apply database migrations and exit.
     Migrate,
+    /// Device-code login to a Feishu Project / Meegle host (JSON output and
+    /// exit codes of the Auth Guard contract).
+    Auth {
+        #[command(subcommand)]
+        cmd: AuthCommand,
+    },
 }
 
 /// A command's failure, classified for the exit code.
@@ -62,12 +70,17 @@ impl From<StartupError> for CliError {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
-    let result = actix_rt::System::new().block_on(async move {
+    actix_rt::System::new().block_on(async move {
         match cli.command {
-            Command::Serve => serve::run().await,
-            Command::Migrate => migrate::run().await,
+            Command::Serve => exit_code(serve::run().await),
+            Command::Migrate => exit_code(migrate::run().await),
+            Command::Auth { cmd } => auth::run(cmd).await,
         }
-    });
+    })
+}
+
+/// Report a failure and classify it.
+fn exit_code(result: Result<(), CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

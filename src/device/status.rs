@@ -50,7 +50,7 @@ pub async fn status(
 
     let stored = store
         .load_token(&profile)?
-        .filter(|t| env_host.as_ref().map_or(true, |h| h.as_str() == t.host));
+        .filter(|t| env_host.as_ref().is_none_or(|h| h.as_str() == t.host));
     let Some(mut token) = stored else {
         return Ok(StatusReport::NotAuthenticated {
             host: host.map(|h| h.as_str().to_owned()),

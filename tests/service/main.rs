@@ -6,5 +6,7 @@ mod support;
 
 mod cli;
 mod control_surface;
+mod device_login;
+mod device_store;
 mod events;
 mod persistence;
