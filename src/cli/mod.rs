@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 2 usage or configuration error, 1 anything else
 //! (the `auth` commands keep the Auth Guard's own contract).
 
+pub mod auth;
 pub mod migrate;
 pub mod send_auth_card;
 pub mod serve;
@@ -14,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::config::ConfigError;
+use crate::device::AuthCommand;
 use crate::startup::StartupError;
 
 #[derive(Debug, Parser)]
@@ -37,6 +39,12 @@ pub enum Command {
     SendAuthCard(send_auth_card::SendAuthCardArgs),
     /// List authorization sessions (never their tokens).
     Sessions(sessions::SessionsArgs),
+    /// Device-code login to a Feishu Project / Meegle host (JSON output and
+    /// exit codes of the Auth Guard contract).
+    Auth {
+        #[command(subcommand)]
+        cmd: AuthCommand,
+    },
 }
 
 /// A command's failure, classified for the exit code.
@@ -68,14 +76,19 @@ impl From<StartupError> for CliError {
 
 /// Run a parsed command line.
 pub fn run(cli: Cli) -> ExitCode {
-    let result = actix_rt::System::new().block_on(async move {
+    actix_rt::System::new().block_on(async move {
         match cli.command {
-            Command::Serve => serve::run().await,
-            Command::Migrate => migrate::run().await,
-            Command::SendAuthCard(args) => send_auth_card::run(args).await,
-            Command::Sessions(args) => sessions::run(args).await,
+            Command::Serve => exit_code(serve::run().await),
+            Command::Migrate => exit_code(migrate::run().await),
+            Command::Auth { cmd } => auth::run(cmd).await,
+            Command::SendAuthCard(args) => exit_code(send_auth_card::run(args).await),
+            Command::Sessions(args) => exit_code(sessions::run(args).await),
         }
-    });
+    })
+}
+
+/// Report a failure and classify it.
+fn exit_code(result: Result<(), CliError>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

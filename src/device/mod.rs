@@ -11,8 +11,9 @@
 //! - [`discovery`], [`registration`], [`device_auth`], [`mcp`]: one file per
 //!   exchange with the server (RFC 8414, RFC 7591, RFC 8628 + refresh, and
 //!   the `tools/list` token check).
-//! - [`store`]: the persistence trait (the `device_tokens` table in
-//!   production) with its refresh lock; [`memory_store`] for tests.
+//! - [`store`]: the persistence trait with its refresh lock;
+//!   [`db_store`] keeps it in the `device_tokens` table (tokens encrypted),
+//!   [`memory_store`] in memory for tests.
 //! - [`login`], [`status`]: the flows; [`clock`] makes their waiting testable.
 //! - [`output`]: the JSON contract; [`cli`]: clap and the exit codes.
 //! - [`error`]: one error enum whose variants map to the stable codes.
@@ -21,6 +22,7 @@
 
 pub mod cli;
 pub mod clock;
+pub mod db_store;
 pub mod device_auth;
 pub mod discovery;
 pub mod env;
@@ -38,6 +40,7 @@ pub mod wire;
 
 pub use cli::{run, AuthCommand, AuthContext};
 pub use clock::{Clock, SystemClock};
+pub use db_store::DbDeviceStore;
 pub use env::EnvOverrides;
 pub use error::DeviceError;
 pub use host::DeviceHost;

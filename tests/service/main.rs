@@ -7,5 +7,7 @@ mod support;
 mod authorization;
 mod cli;
 mod control_surface;
+mod device_login;
+mod device_store;
 mod events;
 mod persistence;
