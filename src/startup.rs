@@ -20,6 +20,7 @@ use crate::lark::client::{LarkClient, LarkError};
 use crate::metrics::MetricsError;
 use crate::refresh::app_token_cache::AppTokenCache;
 use crate::supervise::{self, StatusBoard};
+use crate::ws::connection::{WsConfig, WsConnection};
 
 /// Seconds the HTTP server waits for in-flight requests on shutdown.
 const HTTP_SHUTDOWN_TIMEOUT_SECS: u64 = 4;
@@ -178,11 +179,25 @@ impl Application {
             card_auth,
             mut board,
         } = Core::start(&settings).await?;
+        let credentials = settings.require_for_serve()?;
         let handlers = handlers.on(CARD_ACTION, card_action_handler(card_auth.clone()));
         let ledger = supervise::spawn(Ledger::new(db.clone()));
         board.register(&ledger);
         let router = supervise::spawn(EventRouter::new(handlers, ledger));
         board.register(&router);
+        let (connected_tx, connected_rx) = tokio::sync::watch::channel(false);
+        let ws = supervise::spawn(WsConnection::new(
+            WsConfig {
+                domain: settings.lark.domain.clone(),
+                app_id: credentials.app_id.clone(),
+                app_secret: credentials.app_secret.clone(),
+                heartbeat_interval: settings.ws.heartbeat_interval,
+                max_reconnect_retries: settings.ws.max_reconnect_retries,
+            },
+            router.clone(),
+            connected_tx,
+        ));
+        board.register(&ws);
 
         let prometheus = crate::metrics::install(&board.names())?;
 
@@ -201,7 +216,7 @@ impl Application {
             registry: registry.clone(),
             card_auth: card_auth.clone(),
             readiness: Readiness {
-                ws_connected: None,
+                ws_connected: Some(connected_rx.clone()),
                 fallback_to_http: settings.ws.fallback_to_http,
             },
         });

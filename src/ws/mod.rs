@@ -10,6 +10,7 @@
 
 pub mod ack;
 pub mod client_config;
+pub mod connection;
 pub mod endpoint;
 pub mod fragments;
 pub mod frame;
