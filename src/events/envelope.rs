@@ -133,7 +133,8 @@ impl Envelope {
     }
 
     fn v1(top: &Map<String, Value>, event: Value, raw: Bytes) -> Result<Self, EnvelopeError> {
-        let event_id = EventId::parse(str_field(top, "uuid")).ok_or(EnvelopeError::MissingField("uuid"))?;
+        let event_id =
+            EventId::parse(str_field(top, "uuid")).ok_or(EnvelopeError::MissingField("uuid"))?;
         let body = event.as_object();
         let from_event = |key| body.map(|b| str_field(b, key)).and_then(non_empty);
         let event_type = from_event("type").ok_or(EnvelopeError::MissingField("event.type"))?;
@@ -364,7 +365,10 @@ mod tests {
         assert_eq!(e.event, json!({"message": {"chat_id": "oc_1"}}));
         assert_eq!(&e.raw[..], V2.as_bytes());
         assert!(!e.is_card_action());
-        assert!(matches!(e.card_action(), Err(EnvelopeError::NotACardAction(_))));
+        assert!(matches!(
+            e.card_action(),
+            Err(EnvelopeError::NotACardAction(_))
+        ));
     }
 
     #[test]
@@ -384,8 +388,14 @@ mod tests {
         let err = |s: &str| Envelope::parse(s.as_bytes().to_vec()).unwrap_err();
         assert!(matches!(err("{"), EnvelopeError::NotJson(_)));
         assert!(matches!(err("[1]"), EnvelopeError::NotAnObject));
-        assert!(matches!(err(r#"{"schema":"","uuid":""}"#), EnvelopeError::UnknownSchema));
-        assert!(matches!(err(r#"{"schema":"2.0"}"#), EnvelopeError::MissingField("header")));
+        assert!(matches!(
+            err(r#"{"schema":"","uuid":""}"#),
+            EnvelopeError::UnknownSchema
+        ));
+        assert!(matches!(
+            err(r#"{"schema":"2.0"}"#),
+            EnvelopeError::MissingField("header")
+        ));
         assert!(matches!(
             err(r#"{"schema":"2.0","header":{"event_type":"x"}}"#),
             EnvelopeError::MissingField("header.event_id")
@@ -394,10 +404,14 @@ mod tests {
             err(r#"{"schema":"2.0","header":{"event_id":"e"}}"#),
             EnvelopeError::MissingField("header.event_type")
         ));
-        assert!(matches!(err(r#"{"uuid":"u","event":{}}"#), EnvelopeError::MissingField("event.type")));
+        assert!(matches!(
+            err(r#"{"uuid":"u","event":{}}"#),
+            EnvelopeError::MissingField("event.type")
+        ));
         // Odd timestamps are dropped, not fatal.
         let e = Envelope::parse(
-            br#"{"schema":"2.0","header":{"event_id":"e","event_type":"t","create_time":"soon"}}"#.to_vec(),
+            br#"{"schema":"2.0","header":{"event_id":"e","event_type":"t","create_time":"soon"}}"#
+                .to_vec(),
         )
         .unwrap();
         assert_eq!((e.create_time_ms, e.event.clone()), (None, Value::Null));
@@ -434,7 +448,10 @@ mod tests {
         let broken = json!({"schema":"2.0","header":{"event_id":"e","event_type":CARD_ACTION_TRIGGER},
             "event":{"action":{"tag":"button"}}});
         let e = Envelope::parse(serde_json::to_vec(&broken).unwrap()).unwrap();
-        assert!(matches!(e.card_action(), Err(EnvelopeError::BadCardAction(_))));
+        assert!(matches!(
+            e.card_action(),
+            Err(EnvelopeError::BadCardAction(_))
+        ));
     }
 
     #[test]

@@ -82,7 +82,10 @@ impl fmt::Debug for WebhookConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WebhookConfig")
             .field("encrypt_key", &self.encrypt_key.as_ref().map(|_| "***"))
-            .field("verification_token", &self.verification_token.as_ref().map(|_| "***"))
+            .field(
+                "verification_token",
+                &self.verification_token.as_ref().map(|_| "***"),
+            )
             .finish()
     }
 }
@@ -161,7 +164,10 @@ pub fn parse_webhook(
     let outer: Value = serde_json::from_slice(body).map_err(|_| WebhookError::BadJson)?;
     let (plain, raw) = match outer.get("encrypt") {
         Some(Value::String(encrypted)) => {
-            let key = config.encrypt_key.as_deref().ok_or(WebhookError::NoEncryptKey)?;
+            let key = config
+                .encrypt_key
+                .as_deref()
+                .ok_or(WebhookError::NoEncryptKey)?;
             let plain = decrypt(key, encrypted)?;
             let value = serde_json::from_slice(&plain).map_err(|_| WebhookError::BadJson)?;
             (value, Bytes::from(plain))
@@ -173,7 +179,10 @@ pub fn parse_webhook(
     }
 
     if let Some(challenge) = challenge_of(&plain) {
-        check_token(config, plain.get("token").and_then(Value::as_str).unwrap_or(""))?;
+        check_token(
+            config,
+            plain.get("token").and_then(Value::as_str).unwrap_or(""),
+        )?;
         return Ok(WebhookInput::Challenge(challenge.to_owned()));
     }
     if config.encrypt_key.is_some() && !signed {
@@ -222,7 +231,10 @@ pub fn verify_legacy_card_signature(
 ) -> Result<(), WebhookError> {
     let (timestamp, nonce, signature) = signature_headers(headers)?;
     check_fresh(timestamp, now)?;
-    check_hex(&sign_legacy_card(timestamp, nonce, verification_token, body), signature)
+    check_hex(
+        &sign_legacy_card(timestamp, nonce, verification_token, body),
+        signature,
+    )
 }
 
 fn signature_headers(headers: &WebhookHeaders) -> Result<(&str, &str, &str), WebhookError> {
@@ -233,7 +245,9 @@ fn signature_headers(headers: &WebhookHeaders) -> Result<(&str, &str, &str), Web
 }
 
 fn check_fresh(timestamp: &str, now: SystemTime) -> Result<(), WebhookError> {
-    let sent = timestamp.parse::<u64>().map_err(|_| WebhookError::BadTimestamp)?;
+    let sent = timestamp
+        .parse::<u64>()
+        .map_err(|_| WebhookError::BadTimestamp)?;
     let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
     if now.abs_diff(sent) > MAX_CLOCK_SKEW.as_secs() {
         return Err(WebhookError::StaleTimestamp);
@@ -252,11 +266,21 @@ fn check_hex(expected: &str, given: &str) -> Result<(), WebhookError> {
 
 /// `hex(sha256(timestamp + nonce + encrypt_key + body))`, lowercase.
 pub fn sign(timestamp: &str, nonce: &str, encrypt_key: &str, body: &[u8]) -> String {
-    digest_hex::<Sha256>(&[timestamp.as_bytes(), nonce.as_bytes(), encrypt_key.as_bytes(), body])
+    digest_hex::<Sha256>(&[
+        timestamp.as_bytes(),
+        nonce.as_bytes(),
+        encrypt_key.as_bytes(),
+        body,
+    ])
 }
 
 /// `hex(sha1(timestamp + nonce + verification_token + body))`, lowercase.
-pub fn sign_legacy_card(timestamp: &str, nonce: &str, verification_token: &str, body: &[u8]) -> String {
+pub fn sign_legacy_card(
+    timestamp: &str,
+    nonce: &str,
+    verification_token: &str,
+    body: &[u8],
+) -> String {
     digest_hex::<sha1::Sha1>(&[
         timestamp.as_bytes(),
         nonce.as_bytes(),
@@ -275,7 +299,9 @@ fn digest_hex<D: Digest>(parts: &[&[u8]]) -> String {
 
 /// Decrypt the `encrypt` member of a callback body.
 pub fn decrypt(encrypt_key: &str, encrypted: &str) -> Result<Vec<u8>, DecryptError> {
-    let blob = BASE64.decode(encrypted.trim()).map_err(|_| DecryptError::Base64)?;
+    let blob = BASE64
+        .decode(encrypted.trim())
+        .map_err(|_| DecryptError::Base64)?;
     if blob.len() < 2 * IV_LEN || blob.len() % IV_LEN != 0 {
         return Err(DecryptError::Length);
     }
@@ -383,8 +409,16 @@ mod tests {
     #[test]
     fn encrypted_signed_event_is_accepted() {
         let body = serde_json::to_vec(&json!({"encrypt": encrypt(KEY, &event("vt"))})).unwrap();
-        let input = parse_webhook(&signed(&body, KEY), &body, &config(Some(KEY), Some("vt")), at(TS + 10)).unwrap();
-        let WebhookInput::Event(e) = input else { panic!("{input:?}") };
+        let input = parse_webhook(
+            &signed(&body, KEY),
+            &body,
+            &config(Some(KEY), Some("vt")),
+            at(TS + 10),
+        )
+        .unwrap();
+        let WebhookInput::Event(e) = input else {
+            panic!("{input:?}")
+        };
         assert_eq!(e.event_id.as_str(), "e1");
         assert_eq!(&e.raw[..], &event("vt")[..]);
     }
@@ -408,10 +442,20 @@ mod tests {
         assert!(parse_webhook(&signed(&body, KEY), &body, &cfg, at(TS - 300)).is_ok());
         let mut bad_ts = signed(&body, KEY);
         bad_ts.timestamp = Some("yesterday".into());
-        assert_eq!(parse_webhook(&bad_ts, &body, &cfg, at(TS)).unwrap_err().code(), "bad_timestamp");
+        assert_eq!(
+            parse_webhook(&bad_ts, &body, &cfg, at(TS))
+                .unwrap_err()
+                .code(),
+            "bad_timestamp"
+        );
         let mut no_nonce = signed(&body, KEY);
         no_nonce.nonce = None;
-        assert_eq!(parse_webhook(&no_nonce, &body, &cfg, at(TS)).unwrap_err().code(), "missing_headers");
+        assert_eq!(
+            parse_webhook(&no_nonce, &body, &cfg, at(TS))
+                .unwrap_err()
+                .code(),
+            "missing_headers"
+        );
         // An unsigned event is refused once a key is configured.
         let err = parse_webhook(&WebhookHeaders::default(), &body, &cfg, at(TS)).unwrap_err();
         assert_eq!(err.code(), "missing_headers");

@@ -140,18 +140,34 @@ mod tests {
     #[test]
     fn ack_echoes_the_frame_and_adds_biz_rt() {
         let received = data_frame();
-        let ack = ack_frame(&received, &AckPayload::event(AckStatus::Ok, None), Duration::from_millis(17));
-        assert_eq!((ack.seq_id, ack.log_id, ack.service, ack.method), (9, 42, 3, 1));
+        let ack = ack_frame(
+            &received,
+            &AckPayload::event(AckStatus::Ok, None),
+            Duration::from_millis(17),
+        );
+        assert_eq!(
+            (ack.seq_id, ack.log_id, ack.service, ack.method),
+            (9, 42, 3, 1)
+        );
         assert_eq!(&ack.headers[..5], &received.headers[..]);
         assert_eq!(ack.header("biz_rt"), Some("17"));
-        assert_eq!(ack.payload.as_deref(), Some(&br#"{"code":200,"headers":{}}"#[..]));
+        assert_eq!(
+            ack.payload.as_deref(),
+            Some(&br#"{"code":200,"headers":{}}"#[..])
+        );
     }
 
     #[test]
     fn callback_ack_always_carries_data() {
         let empty = AckPayload::callback(AckStatus::Ok, None);
-        assert_eq!(empty.to_json(), br#"{"code":200,"headers":{},"data":"e30="}"#);
-        let toast = AckPayload::callback(AckStatus::Ok, Some(br#"{"toast":{"type":"info","content":"ok"}}"#));
+        assert_eq!(
+            empty.to_json(),
+            br#"{"code":200,"headers":{},"data":"e30="}"#
+        );
+        let toast = AckPayload::callback(
+            AckStatus::Ok,
+            Some(br#"{"toast":{"type":"info","content":"ok"}}"#),
+        );
         assert_eq!(
             toast.data_json().unwrap(),
             Some(serde_json::json!({"toast": {"type": "info", "content": "ok"}}))
@@ -166,7 +182,10 @@ mod tests {
         for (json, data) in [
             (&br#"{"code":200}"#[..], None),
             (br#"{"code":200,"headers":null,"data":null}"#, None),
-            (br#"{"code":500,"headers":{},"data":"e30="}"#, Some(serde_json::json!({}))),
+            (
+                br#"{"code":500,"headers":{},"data":"e30="}"#,
+                Some(serde_json::json!({})),
+            ),
         ] {
             let p = AckPayload::from_json(json).unwrap();
             assert_eq!(p.data_json().unwrap(), data);

@@ -99,7 +99,8 @@ mod tests {
 
     #[test]
     fn full_update_replaces_everything() {
-        let json = br#"{"ReconnectCount":3,"ReconnectInterval":5,"ReconnectNonce":0,"PingInterval":10}"#;
+        let json =
+            br#"{"ReconnectCount":3,"ReconnectInterval":5,"ReconnectNonce":0,"PingInterval":10}"#;
         let cfg = ClientConfig::default().updated(&ClientConfigUpdate::from_json(json).unwrap());
         assert_eq!(
             cfg,
@@ -110,13 +111,17 @@ mod tests {
                 ping_interval: Duration::from_secs(10),
             }
         );
-        assert_eq!(ClientConfigUpdate::from_json(&cfg.to_json()).unwrap(), cfg.to_update());
+        assert_eq!(
+            ClientConfigUpdate::from_json(&cfg.to_json()).unwrap(),
+            cfg.to_update()
+        );
     }
 
     #[test]
     fn missing_or_nonsensical_values_keep_the_current_ones() {
         let current = ClientConfig::default();
-        let update = ClientConfigUpdate::from_json(br#"{"PingInterval":0,"ReconnectNonce":-4}"#).unwrap();
+        let update =
+            ClientConfigUpdate::from_json(br#"{"PingInterval":0,"ReconnectNonce":-4}"#).unwrap();
         assert_eq!(current.updated(&update), current);
         assert!(ClientConfigUpdate::from_json(b"5").is_err());
         assert!(ClientConfigUpdate::from_json(b"{\"PingInterval\":\"soon\"}").is_err());
@@ -124,7 +129,8 @@ mod tests {
 
     #[test]
     fn json_carries_all_four_keys() {
-        let v: serde_json::Value = serde_json::from_slice(&ClientConfig::default().to_json()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_slice(&ClientConfig::default().to_json()).unwrap();
         assert_eq!(
             v,
             serde_json::json!({"ReconnectCount": -1, "ReconnectInterval": 120, "ReconnectNonce": 30, "PingInterval": 120})

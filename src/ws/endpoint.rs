@@ -113,7 +113,10 @@ pub fn parse_endpoint_response(status: u16, body: &[u8]) -> Result<Endpoint, End
     match reply.code {
         CODE_OK => {}
         CODE_SYSTEM_BUSY | CODE_INTERNAL_ERROR => {
-            return Err(EndpointError::Busy { code: reply.code, msg })
+            return Err(EndpointError::Busy {
+                code: reply.code,
+                msg,
+            })
         }
         code => return Err(EndpointError::Rejected { code, msg }),
     }
@@ -294,7 +297,10 @@ mod tests {
         assert_eq!(ep.client_config.ping_interval, Some(120));
         assert_eq!(ep.client_config.reconnect_count, Some(-1));
         let debug = format!("{ep:?}");
-        assert!(!debug.contains("ticket") && !debug.contains("access_key"), "{debug}");
+        assert!(
+            !debug.contains("ticket") && !debug.contains("access_key"),
+            "{debug}"
+        );
     }
 
     #[test]
@@ -305,7 +311,10 @@ mod tests {
             assert!(err.is_retryable());
         }
         let err = parse_endpoint_response(200, &reply(99991543)).unwrap_err();
-        assert!(matches!(err, EndpointError::Rejected { code: 99991543, .. }));
+        assert!(matches!(
+            err,
+            EndpointError::Rejected { code: 99991543, .. }
+        ));
         assert!(!err.is_retryable());
         let err = parse_endpoint_response(502, b"<html>").unwrap_err();
         assert!(matches!(err, EndpointError::Status(502)) && err.is_retryable());
@@ -328,7 +337,8 @@ mod tests {
         assert!(parse_ws_url("wss://h/ws/v2?device_id=1&service_id=x").is_err());
         assert!(parse_ws_url("https://h/ws/v2?device_id=1&service_id=2").is_err());
         assert_eq!(
-            parse_ws_url("ws://127.0.0.1:9/ws/v2?fpid=1&device_id=a&service_id=-2&ticket=t").unwrap(),
+            parse_ws_url("ws://127.0.0.1:9/ws/v2?fpid=1&device_id=a&service_id=-2&ticket=t")
+                .unwrap(),
             ("a".to_owned(), -2)
         );
     }
@@ -349,7 +359,10 @@ mod tests {
         );
         assert_eq!(limit.status, 514);
         assert_eq!(limit.kind(), RefusalKind::ConnectionLimit);
-        assert_eq!(limit.to_string(), "status 514, auth error 1000040350: too many connections");
+        assert_eq!(
+            limit.to_string(),
+            "status 514, auth error 1000040350: too many connections"
+        );
 
         let auth = HandshakeRefusal::from_response(514, [("handshake-autherrcode", "1000040351")]);
         assert_eq!(auth.kind(), RefusalKind::Retryable);

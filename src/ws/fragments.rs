@@ -47,9 +47,17 @@ pub enum FragmentError {
         got: u32,
     },
     #[error("message {message_id}: seq {seq} is out of range for sum {sum}")]
-    SeqOutOfRange { message_id: String, seq: u32, sum: u32 },
+    SeqOutOfRange {
+        message_id: String,
+        seq: u32,
+        sum: u32,
+    },
     #[error("message {message_id}: {sum} fragments is more than the {max} allowed")]
-    TooManyFragments { message_id: String, sum: u32, max: u32 },
+    TooManyFragments {
+        message_id: String,
+        sum: u32,
+        max: u32,
+    },
     #[error("message {message_id} would hold more than {max} buffered bytes")]
     TooLarge { message_id: String, max: usize },
 }
@@ -246,7 +254,10 @@ mod tests {
     fn unsplit_message_comes_straight_back() {
         let mut buf = FragmentBuffer::default();
         let now = Instant::now();
-        assert_eq!(buf.push("m", 1, 0, b"abc".to_vec(), now), Ok(Some(b"abc".to_vec())));
+        assert_eq!(
+            buf.push("m", 1, 0, b"abc".to_vec(), now),
+            Ok(Some(b"abc".to_vec()))
+        );
         assert!(buf.is_empty());
     }
 
@@ -257,7 +268,10 @@ mod tests {
         assert_eq!(buf.push("m", 3, 2, b"c".to_vec(), now), Ok(None));
         assert_eq!(buf.push("m", 3, 0, b"a".to_vec(), now), Ok(None));
         assert_eq!(buf.buffered_bytes(), 2);
-        assert_eq!(buf.push("m", 3, 1, b"b".to_vec(), now), Ok(Some(b"abc".to_vec())));
+        assert_eq!(
+            buf.push("m", 3, 1, b"b".to_vec(), now),
+            Ok(Some(b"abc".to_vec()))
+        );
         assert!(buf.is_empty());
         assert_eq!(buf.buffered_bytes(), 0);
     }
@@ -269,7 +283,11 @@ mod tests {
         buf.push("m", 2, 0, b"a".to_vec(), now).unwrap();
         assert!(matches!(
             buf.push("m", 3, 1, b"b".to_vec(), now),
-            Err(FragmentError::InconsistentSum { expected: 2, got: 3, .. })
+            Err(FragmentError::InconsistentSum {
+                expected: 2,
+                got: 3,
+                ..
+            })
         ));
         assert!(matches!(
             buf.push("m", 2, 2, b"b".to_vec(), now),
@@ -280,7 +298,10 @@ mod tests {
             Err(FragmentError::TooManyFragments { .. })
         ));
         // The refused fragments left the partial message intact.
-        assert_eq!(buf.push("m", 2, 1, b"b".to_vec(), now), Ok(Some(b"ab".to_vec())));
+        assert_eq!(
+            buf.push("m", 2, 1, b"b".to_vec(), now),
+            Ok(Some(b"ab".to_vec()))
+        );
     }
 
     #[test]
@@ -290,7 +311,10 @@ mod tests {
         buf.push("m", 2, 0, b"a".to_vec(), now).unwrap();
         assert_eq!(buf.push("m", 2, 0, b"zzz".to_vec(), now), Ok(None));
         assert_eq!(buf.buffered_bytes(), 1);
-        assert_eq!(buf.push("m", 2, 1, b"b".to_vec(), now), Ok(Some(b"ab".to_vec())));
+        assert_eq!(
+            buf.push("m", 2, 1, b"b".to_vec(), now),
+            Ok(Some(b"ab".to_vec()))
+        );
     }
 
     #[test]
@@ -317,13 +341,25 @@ mod tests {
         let mut buf = FragmentBuffer::new(limits, FRAGMENT_TTL);
         let t0 = Instant::now();
         buf.push("a", 2, 0, b"1".to_vec(), t0).unwrap();
-        buf.push("b", 2, 0, b"1".to_vec(), t0 + Duration::from_millis(1)).unwrap();
-        buf.push("c", 2, 0, b"1".to_vec(), t0 + Duration::from_millis(2)).unwrap();
+        buf.push("b", 2, 0, b"1".to_vec(), t0 + Duration::from_millis(1))
+            .unwrap();
+        buf.push("c", 2, 0, b"1".to_vec(), t0 + Duration::from_millis(2))
+            .unwrap();
         assert_eq!(buf.len(), 2);
         // "a" was evicted, so its second half starts over instead of completing.
-        assert_eq!(buf.push("a", 2, 1, b"2".to_vec(), t0 + Duration::from_millis(3)), Ok(None));
+        assert_eq!(
+            buf.push("a", 2, 1, b"2".to_vec(), t0 + Duration::from_millis(3)),
+            Ok(None)
+        );
         // A byte-heavy message pushes the oldest ("c") out to fit in 10 bytes.
-        buf.push("d", 2, 0, b"123456789".to_vec(), t0 + Duration::from_millis(4)).unwrap();
+        buf.push(
+            "d",
+            2,
+            0,
+            b"123456789".to_vec(),
+            t0 + Duration::from_millis(4),
+        )
+        .unwrap();
         assert_eq!(buf.len(), 2);
         assert_eq!(buf.buffered_bytes(), 10);
         assert!(matches!(

@@ -304,7 +304,10 @@ mod tests {
     fn missing_required_fields_decode_as_zero() {
         let only_header = unhex("2a0c 0a04 74797065 1204 70696e67");
         let frame = Frame::decode(&only_header).unwrap();
-        assert_eq!((frame.seq_id, frame.log_id, frame.service, frame.method), (0, 0, 0, 0));
+        assert_eq!(
+            (frame.seq_id, frame.log_id, frame.service, frame.method),
+            (0, 0, 0, 0)
+        );
         assert_eq!(frame.kind(), FrameKind::Ping);
         // ...and re-encoding restores them, so an ack built from it is valid proto2.
         assert!(frame.encode().starts_with(&unhex("0800 1000 1800 2000")));
@@ -367,17 +370,19 @@ mod tests {
             proptest::option::of(proptest::collection::vec(any::<u8>(), 0..64)),
             proptest::option::of(".{0,6}"),
         )
-            .prop_map(|(seq_id, log_id, service, method, headers, enc, ty, payload, new)| Frame {
-                seq_id,
-                log_id,
-                service,
-                method,
-                headers,
-                payload_encoding: enc,
-                payload_type: ty,
-                payload,
-                log_id_new: new,
-            })
+            .prop_map(
+                |(seq_id, log_id, service, method, headers, enc, ty, payload, new)| Frame {
+                    seq_id,
+                    log_id,
+                    service,
+                    method,
+                    headers,
+                    payload_encoding: enc,
+                    payload_type: ty,
+                    payload,
+                    log_id_new: new,
+                },
+            )
     }
 
     proptest! {

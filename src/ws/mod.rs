@@ -52,7 +52,9 @@ impl WsError {
             WsError::Endpoint(e) => !e.is_retryable(),
             WsError::Refused(r) => r.is_fatal(),
             WsError::GaveUp(_) => true,
-            WsError::Socket(_) | WsError::Frame(_) | WsError::Fragment(_) | WsError::Silent(_) => false,
+            WsError::Socket(_) | WsError::Frame(_) | WsError::Fragment(_) | WsError::Silent(_) => {
+                false
+            }
         }
     }
 }

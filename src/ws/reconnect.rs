@@ -95,7 +95,11 @@ mod tests {
     fn jitter_spreads_over_the_nonce() {
         let mut rng = StdRng::seed_from_u64(1);
         let firsts: Vec<Duration> = (0..50)
-            .map(|_| ReconnectSchedule::new(None, &config(-1)).next_delay(&mut rng).unwrap())
+            .map(|_| {
+                ReconnectSchedule::new(None, &config(-1))
+                    .next_delay(&mut rng)
+                    .unwrap()
+            })
             .collect();
         assert!(firsts.iter().all(|d| *d < Duration::from_secs(30)));
         assert!(firsts.iter().any(|d| *d > Duration::from_secs(15)));
@@ -104,9 +108,18 @@ mod tests {
 
     #[test]
     fn the_smaller_limit_wins() {
-        assert_eq!(ReconnectSchedule::new(Some(10), &config(2)).limit(), Some(2));
-        assert_eq!(ReconnectSchedule::new(Some(2), &config(10)).limit(), Some(2));
-        assert_eq!(ReconnectSchedule::new(Some(4), &config(-1)).limit(), Some(4));
+        assert_eq!(
+            ReconnectSchedule::new(Some(10), &config(2)).limit(),
+            Some(2)
+        );
+        assert_eq!(
+            ReconnectSchedule::new(Some(2), &config(10)).limit(),
+            Some(2)
+        );
+        assert_eq!(
+            ReconnectSchedule::new(Some(4), &config(-1)).limit(),
+            Some(4)
+        );
         assert_eq!(ReconnectSchedule::new(None, &config(5)).limit(), Some(5));
         assert_eq!(ReconnectSchedule::new(None, &config(-1)).limit(), None);
     }
