@@ -17,6 +17,7 @@ pub mod oauth;
 pub mod oauth_routes;
 pub mod open_api;
 pub mod state;
+pub mod ws_server;
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use std::thread::JoinHandle;
 use actix_web::{web, App, HttpResponse, HttpServer};
 
 pub use state::{Fault, RecordedRequest, Recorder};
+pub use ws_server::WsSim;
 
 /// The app credentials the simulator accepts unless told otherwise.
 /// The id matches `^cli_[0-9a-f]{16}$`, which the Node SDK insists on.
@@ -38,16 +40,18 @@ pub struct SimState {
     pub recorder: Recorder,
     pub open_api: open_api::OpenApiState,
     pub device: device_server::DeviceServerState,
+    pub ws: ws_server::WsSim,
 }
 
 impl SimState {
-    fn new(app_id: &str, app_secret: &str) -> Self {
+    fn new(app_id: &str, app_secret: &str, ws_addr: std::net::SocketAddr) -> Self {
         Self {
             app_id: app_id.to_owned(),
             app_secret: app_secret.to_owned(),
             recorder: Recorder::default(),
             open_api: open_api::OpenApiState::default(),
             device: device_server::DeviceServerState::default(),
+            ws: ws_server::WsSim::new(ws_addr),
         }
     }
 }
@@ -79,7 +83,9 @@ impl Simulator {
     pub fn start_with(app_id: &str, app_secret: &str) -> Result<Self, SimError> {
         let listener = TcpListener::bind("127.0.0.1:0")?;
         let base_url = format!("http://{}", listener.local_addr()?);
-        let state = Arc::new(SimState::new(app_id, app_secret));
+        let ws_listener = TcpListener::bind("127.0.0.1:0")?;
+        ws_listener.set_nonblocking(true)?;
+        let state = Arc::new(SimState::new(app_id, app_secret, ws_listener.local_addr()?));
         let (tx, rx) = std::sync::mpsc::channel();
         let thread_state = state.clone();
         let thread = std::thread::Builder::new()
@@ -87,6 +93,7 @@ impl Simulator {
             .spawn(move || {
                 let system = actix_rt::System::new();
                 system.block_on(async move {
+                    thread_state.ws.serve(ws_listener);
                     let data = web::Data::from(thread_state);
                     let server = HttpServer::new(move || {
                         App::new()
@@ -95,6 +102,7 @@ impl Simulator {
                             .configure(open_api::routes)
                             .configure(device_server::routes)
                             .configure(feishu_device::routes)
+                            .configure(ws_server::routes)
                             .default_service(web::to(not_found))
                     })
                     .workers(1)
@@ -128,6 +136,11 @@ impl Simulator {
     /// The shared state, for scripting faults and reading what was recorded.
     pub fn state(&self) -> &Arc<SimState> {
         &self.state
+    }
+
+    /// The simulated long connection.
+    pub fn ws(&self) -> &WsSim {
+        &self.state.ws
     }
 
     /// The request log.
