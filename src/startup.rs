@@ -15,7 +15,8 @@ use crate::db::connection::build_pool;
 use crate::db::{Db, DbError};
 use crate::events::ledger::Ledger;
 use crate::events::router::{EventHandler, EventRouter, Handlers};
-use crate::http::{self, AppState, Readiness};
+use crate::events::webhook::WebhookConfig;
+use crate::http::{self, AppState, Readiness, WebhookSettings};
 use crate::lark::client::{LarkClient, LarkError};
 use crate::metrics::MetricsError;
 use crate::refresh::app_token_cache::AppTokenCache;
@@ -215,6 +216,11 @@ impl Application {
             admin_token: settings.http.admin_token.clone(),
             registry: registry.clone(),
             card_auth: card_auth.clone(),
+            router: router.clone(),
+            webhook: WebhookSettings {
+                config: webhook_config(&settings),
+                enabled: settings.ws.fallback_to_http,
+            },
             readiness: Readiness {
                 ws_connected: Some(connected_rx.clone()),
                 fallback_to_http: settings.ws.fallback_to_http,
@@ -292,4 +298,22 @@ impl Application {
             }
         }
     }
+}
+
+/// The callback secrets, if any are configured.
+fn webhook_config(settings: &Settings) -> Option<WebhookConfig> {
+    let encrypt_key = settings
+        .lark
+        .encrypt_key
+        .as_ref()
+        .map(|s| s.expose().to_owned());
+    let verification_token = settings
+        .lark
+        .verification_token
+        .as_ref()
+        .map(|s| s.expose().to_owned());
+    (encrypt_key.is_some() || verification_token.is_some()).then_some(WebhookConfig {
+        encrypt_key,
+        verification_token,
+    })
 }

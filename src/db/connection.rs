@@ -112,11 +112,13 @@ impl ConnectionManager {
             DatabaseUrl::Postgres(u) => Ok(AnyConnection::Postgresql(PgConnection::establish(u)?)),
             DatabaseUrl::Sqlite(path) => {
                 let mut c = SqliteConnection::establish(path)?;
-                // WAL lets readers proceed during a write; the busy timeout
-                // makes concurrent writers queue instead of failing.
+                // The busy timeout comes first: switching to WAL takes a
+                // lock too, and another process may hold it. WAL lets
+                // readers proceed during a write; the timeout makes
+                // concurrent writers queue instead of failing.
                 c.batch_execute(&format!(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA foreign_keys = ON;"
+                    "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
                 ))?;
                 Ok(AnyConnection::Sqlite(c))
             }

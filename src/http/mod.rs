@@ -23,6 +23,8 @@ use crate::auth::card_auth::CardAuth;
 use crate::auth::registry::SessionRegistry;
 use crate::db::Db;
 use crate::domain::Secret;
+use crate::events::router::EventRouter;
+use crate::events::webhook::WebhookConfig;
 use crate::metrics::HTTP_REQUESTS;
 use crate::supervise::StatusBoard;
 
@@ -35,6 +37,17 @@ pub struct AppState {
     pub readiness: Readiness,
     pub registry: Addr<SessionRegistry>,
     pub card_auth: Addr<CardAuth>,
+    pub router: Addr<EventRouter>,
+    pub webhook: WebhookSettings,
+}
+
+/// The HTTP callback path's settings.
+pub struct WebhookSettings {
+    /// `None` when neither an encrypt key nor a verification token is set:
+    /// then nothing could tell a forged callback from a real one.
+    pub config: Option<WebhookConfig>,
+    /// `WEBSOCKET_FALLBACK_TO_HTTP`.
+    pub enabled: bool,
 }
 
 /// Which path events can arrive on, for `/readyz`.
@@ -82,6 +95,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/readyz", web::get().to(health::readyz))
         .route("/metrics", web::get().to(metrics::metrics))
         .route("/oauth/callback", web::get().to(oauth::callback))
+        .route("/webhook/event", web::post().to(webhook::event))
         .service(
             web::scope("/admin")
                 .wrap(actix_web::middleware::from_fn(require_admin))

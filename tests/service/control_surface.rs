@@ -13,14 +13,16 @@ async fn health_ready_and_metrics_answer() {
     let health = app.get("/healthz").await;
     assert_eq!(health.status(), 200);
 
-    let ready = app.get("/readyz").await;
-    assert_eq!(ready.status(), 200);
-    let body: Value = ready.json().await.unwrap();
+    let body = wait_for(
+        "the long connection to be ready",
+        Duration::from_secs(5),
+        || async {
+            let body: Value = app.get("/readyz").await.json().await.ok()?;
+            (body["events"] == "websocket").then_some(body)
+        },
+    )
+    .await;
     assert_eq!(body["database"], "ok");
-    assert_eq!(
-        body["events"], "webhook",
-        "fallback is on by default: {body}"
-    );
 
     let metrics = app.metrics().await;
     for family in [
@@ -136,4 +138,24 @@ async fn a_killed_actor_is_restarted_and_counted() {
         .admin_post("/admin/actors/nobody/restart", serde_json::json!({}))
         .await;
     assert_eq!(unknown.status(), 404);
+}
+
+#[actix_rt::test]
+async fn readiness_fails_without_any_event_path() {
+    let app = crate::support::spawn(
+        TestDb::sqlite(),
+        &[("WEBSOCKET_FALLBACK_TO_HTTP", "false")],
+        |sim| sim.ws().refuse_handshakes(100, 403, None),
+        |b| b,
+    )
+    .await;
+    let body = wait_for("readiness to fail", Duration::from_secs(10), || async {
+        let resp = app.get("/readyz").await;
+        let status = resp.status();
+        let body: Value = resp.json().await.ok()?;
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert_eq!(body["events"], "none");
+    assert_eq!(body["database"], "ok");
 }

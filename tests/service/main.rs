@@ -10,4 +10,5 @@ mod control_surface;
 mod device_login;
 mod device_store;
 mod events;
+mod long_connection;
 mod persistence;

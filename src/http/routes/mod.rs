@@ -4,3 +4,4 @@ pub mod admin;
 pub mod health;
 pub mod metrics;
 pub mod oauth;
+pub mod webhook;

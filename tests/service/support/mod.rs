@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use lark_service::config::{defaults, overlay, Settings};
 use lark_service::sim::Simulator;
-use lark_service::startup::Application;
+use lark_service::startup::{Service, ServiceBuilder};
+use lark_service::ws::ClientConfig;
 
 pub use db::{backends, TestDb};
 
@@ -67,10 +68,35 @@ pub async fn spawn_app(db: TestDb) -> TestApp {
 
 /// Like [`spawn_app`], with extra configuration pairs.
 pub async fn spawn_app_with(db: TestDb, extra: &[(&str, &str)]) -> TestApp {
+    spawn(db, extra, |_| {}, |b| b).await
+}
+
+/// Reconnect fast, so tests that drop connections do not wait the
+/// platform's default two minutes; ping every `ping_seconds`.
+pub fn test_client_config(ping_seconds: u64) -> ClientConfig {
+    ClientConfig {
+        reconnect_count: -1,
+        reconnect_interval: Duration::from_secs(1),
+        reconnect_nonce: Duration::from_secs(1),
+        ping_interval: Duration::from_secs(ping_seconds),
+    }
+}
+
+/// The general form: script the simulator before the app connects, and
+/// add handlers to the service.
+pub async fn spawn(
+    db: TestDb,
+    extra: &[(&str, &str)],
+    prepare: impl FnOnce(&Simulator),
+    customize: impl FnOnce(ServiceBuilder) -> ServiceBuilder,
+) -> TestApp {
     init_logs();
     let sim = Simulator::start().expect("simulator starts");
+    sim.ws().set_client_config(test_client_config(30));
+    prepare(&sim);
     let settings = settings_for(&sim, &db, extra);
-    let app = Application::build(settings)
+    let app = customize(Service::builder(settings))
+        .build()
         .await
         .expect("application builds");
     let port = app.port();

@@ -1,0 +1,369 @@
+//! The long connection and the webhook fallback, end to end against the
+//! simulated platform.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use lark_service::events::webhook::{encrypt, sign};
+use lark_service::sim::card_click;
+use lark_service::sim::oauth::SimUser;
+use lark_service::sim::ws_server::Push;
+use serde_json::{json, Value};
+
+use crate::support::{backends, spawn, test_client_config, wait_for, TestApp, TestDb};
+
+/// How many times the handler saw each event id.
+type Seen = Arc<Mutex<HashMap<String, usize>>>;
+
+async fn counting_app(
+    db: TestDb,
+    extra: &[(&str, &str)],
+    prepare: impl FnOnce(&lark_service::sim::Simulator),
+) -> (TestApp, Seen) {
+    let seen: Seen = Arc::default();
+    let handler_seen = seen.clone();
+    let app = spawn(db, extra, prepare, move |b| {
+        b.on(
+            "test.count",
+            move |event: Arc<lark_service::events::Envelope>| {
+                let seen = handler_seen.clone();
+                async move {
+                    *seen
+                        .lock()
+                        .unwrap()
+                        .entry(event.event_id.to_string())
+                        .or_default() += 1;
+                    Ok(None)
+                }
+            },
+        )
+    })
+    .await;
+    assert!(
+        app.sim
+            .ws()
+            .wait_for_connections(1, Duration::from_secs(10))
+            .await,
+        "the service connects"
+    );
+    (app, seen)
+}
+
+fn event(id: &str) -> Value {
+    json!({
+        "schema": "2.0",
+        "header": {"event_id": id, "event_type": "test.count", "create_time": "1608725989000",
+                   "token": "vtok", "app_id": lark_service::sim::SIM_APP_ID, "tenant_key": "t"},
+        "event": {"n": id}
+    })
+}
+
+#[actix_rt::test]
+async fn events_are_reassembled_handled_and_acked_with_their_message_id() {
+    let (app, seen) = counting_app(TestDb::sqlite(), &[], |_| {}).await;
+    let ws = app.sim.ws();
+    let plain = ws.push_event(&event("e-plain"));
+    let split = ws.push(
+        serde_json::to_vec(&event("e-split")).unwrap(),
+        Push {
+            kind: lark_service::ws::MessageType::Event,
+            fragments: 3,
+        },
+    );
+    assert!(ws.wait_for_acks(2, Duration::from_secs(5)).await);
+    let acks = ws.acks();
+    for id in [&plain, &split] {
+        let ack = acks.iter().find(|a| &a.message_id == id).expect("acked");
+        assert_eq!(ack.code, 200);
+        assert!(ack.frame.headers.iter().any(|h| h.key == "biz_rt"));
+    }
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.get("e-plain"), Some(&1));
+    assert_eq!(seen.get("e-split"), Some(&1));
+}
+
+#[actix_rt::test]
+async fn a_card_click_over_the_long_connection_completes_authorization() {
+    for db in backends() {
+        let (app, _) = counting_app(db, &[], |_| {}).await;
+        let alice = "ou_alice_ws_000000000000000001";
+        let mut user = SimUser::new(alice, "Alice");
+        user.email = Some("alice@example.com".into());
+        app.sim.state().open_api.oauth.add_user(user);
+        let sent: Value = app
+            .admin_post("/admin/auth-cards", json!({"user_id": alice}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let click = card_click::click(app.sim.state(), sent["message_id"].as_str().unwrap(), alice)
+            .unwrap();
+        let message_id = app.sim.ws().push_card(&click);
+        assert!(app.sim.ws().wait_for_acks(1, Duration::from_secs(5)).await);
+        let ack = app
+            .sim
+            .ws()
+            .acks()
+            .into_iter()
+            .find(|a| a.message_id == message_id)
+            .unwrap();
+        assert_eq!(ack.code, 200);
+        let data = ack.data.expect("a callback ack carries the response");
+        assert_eq!(data["toast"]["type"], "success", "{data}");
+        let session: Value = app
+            .admin_get(&format!(
+                "/admin/sessions/{}",
+                sent["session_id"].as_str().unwrap()
+            ))
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(session["state"], "completed");
+        assert_eq!(session["email"], "alice@example.com");
+    }
+}
+
+#[actix_rt::test]
+async fn twenty_disconnects_during_two_thousand_events_lose_and_double_nothing() {
+    for db in backends() {
+        let backend = db.backend();
+        let (app, seen) = counting_app(db, &[], |sim| {
+            sim.ws().set_redelivery_timeout(Duration::from_secs(2))
+        })
+        .await;
+        let ws = app.sim.ws();
+        for i in 0..2000 {
+            if i % 7 == 0 {
+                ws.push(
+                    serde_json::to_vec(&event(&format!("ev-{i}"))).unwrap(),
+                    Push {
+                        kind: lark_service::ws::MessageType::Event,
+                        fragments: 2,
+                    },
+                );
+            } else {
+                ws.push_event(&event(&format!("ev-{i}")));
+            }
+        }
+        for round in 1..=20u64 {
+            let target = (round as usize) * 90;
+            assert!(
+                ws.wait_until(Duration::from_secs(30), |w| w.ack_count() >= target)
+                    .await,
+                "{backend}: stalled before disconnect {round}"
+            );
+            ws.drop_connections();
+            assert!(
+                ws.wait_for_connections(round + 1, Duration::from_secs(10))
+                    .await,
+                "{backend}: no reconnect after {round}"
+            );
+        }
+        assert!(
+            ws.wait_all_acked(Duration::from_secs(60)).await,
+            "{backend}: {} events never acked",
+            ws.unacked()
+        );
+        let seen = seen.lock().unwrap();
+        assert_eq!(seen.len(), 2000, "{backend}: every event handled");
+        let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
+        assert!(
+            doubled.is_empty(),
+            "{backend}: handled more than once: {doubled:?}"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn a_silent_peer_is_detected_and_the_service_reconnects() {
+    let (app, _) = counting_app(TestDb::sqlite(), &[], |sim| {
+        sim.ws().set_client_config(test_client_config(1))
+    })
+    .await;
+    app.sim.ws().set_silent(true);
+    // Three silent ping intervals, then a reconnect (within a second's jitter).
+    assert!(
+        app.sim
+            .ws()
+            .wait_for_connections(2, Duration::from_secs(8))
+            .await,
+        "silent peer not detected"
+    );
+}
+
+#[actix_rt::test]
+async fn the_connection_limit_refusal_stops_retries_and_the_webhook_takes_over() {
+    let app = spawn(
+        TestDb::sqlite(),
+        &[("LARK_VERIFICATION_TOKEN", "vtok")],
+        |sim| sim.ws().refuse_handshakes(100, 514, Some(1_000_040_350)),
+        |b| b,
+    )
+    .await;
+    let actor = wait_for(
+        "the connection to give up",
+        Duration::from_secs(10),
+        || async {
+            let body: Value = app.admin_get("/admin/actors").await.json().await.ok()?;
+            let ws = body["actors"]
+                .as_array()?
+                .iter()
+                .find(|a| a["name"] == "ws_connection")?
+                .clone();
+            (ws["state"] == "stopped").then_some(ws)
+        },
+    )
+    .await;
+    assert!(
+        actor["last_error"].as_str().unwrap().contains("refused"),
+        "{actor}"
+    );
+    assert_eq!(
+        app.sim
+            .recorder()
+            .requests_to("/callback/ws/endpoint")
+            .len(),
+        1,
+        "no retry after a fatal refusal"
+    );
+    let ready: Value = app.get("/readyz").await.json().await.unwrap();
+    assert_eq!(ready["events"], "webhook");
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+async fn post_signed(
+    app: &TestApp,
+    key: &str,
+    body: &[u8],
+    timestamp: u64,
+    signature: Option<&str>,
+) -> reqwest::Response {
+    let ts = timestamp.to_string();
+    let sig = signature
+        .map(str::to_owned)
+        .unwrap_or_else(|| sign(&ts, "nonce-1", key, body));
+    app.http
+        .post(app.url("/webhook/event"))
+        .header("X-Lark-Request-Timestamp", ts)
+        .header("X-Lark-Request-Nonce", "nonce-1")
+        .header("X-Lark-Signature", sig)
+        .header("content-type", "application/json")
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[actix_rt::test]
+async fn the_webhook_verifies_decrypts_and_shares_dedup_with_the_long_connection() {
+    let key = "test key";
+    let (app, seen) = counting_app(
+        TestDb::sqlite(),
+        &[
+            ("LARK_ENCRYPT_KEY", key),
+            ("LARK_VERIFICATION_TOKEN", "vtok"),
+        ],
+        |_| {},
+    )
+    .await;
+    let wrap = |v: &Value| {
+        serde_json::to_vec(&json!({"encrypt": encrypt(key, &serde_json::to_vec(v).unwrap())}))
+            .unwrap()
+    };
+
+    // URL verification, encrypted and unsigned, as the console sends it.
+    let challenge =
+        wrap(&json!({"challenge": "ajls384kdjx98XX", "token": "vtok", "type": "url_verification"}));
+    let resp = app
+        .http
+        .post(app.url("/webhook/event"))
+        .body(challenge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap(),
+        json!({"challenge": "ajls384kdjx98XX"})
+    );
+
+    // A signed, encrypted event is handled.
+    let body = wrap(&event("wh-1"));
+    let resp = post_signed(&app, key, &body, now_secs(), None).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(seen.lock().unwrap().get("wh-1"), Some(&1));
+
+    // A bad signature and a replayed old request are refused, never dispatched.
+    let other = wrap(&event("wh-2"));
+    let forged = post_signed(&app, key, &other, now_secs(), Some(&"0".repeat(64))).await;
+    assert_eq!(forged.status(), 401);
+    assert_eq!(
+        forged.json::<Value>().await.unwrap()["error"]["code"],
+        "bad_signature"
+    );
+    let replay = post_signed(&app, key, &other, now_secs() - 600, None).await;
+    assert_eq!(replay.status(), 401);
+    assert_eq!(
+        replay.json::<Value>().await.unwrap()["error"]["code"],
+        "stale_timestamp"
+    );
+    let wrong_token = wrap(
+        &json!({"schema": "2.0", "header": {"event_id": "wh-3", "event_type": "test.count", "token": "nope"}, "event": {}}),
+    );
+    assert_eq!(
+        post_signed(&app, key, &wrong_token, now_secs(), None)
+            .await
+            .status(),
+        401
+    );
+    assert!(!seen.lock().unwrap().contains_key("wh-2"));
+    assert!(!seen.lock().unwrap().contains_key("wh-3"));
+
+    // Garbage is a clear 4xx, never a panic.
+    for garbage in [&b"not json"[..], b"{\"encrypt\": \"!!!\"}", b"[]"] {
+        let resp = post_signed(&app, key, garbage, now_secs(), None).await;
+        assert!(
+            resp.status().is_client_error(),
+            "{:?}",
+            String::from_utf8_lossy(garbage)
+        );
+    }
+
+    // The same event over the long connection is acked but not handled again.
+    let message_id = app.sim.ws().push_event(&event("wh-1"));
+    assert!(
+        app.sim
+            .ws()
+            .wait_until(Duration::from_secs(5), |w| w
+                .acks()
+                .iter()
+                .any(|a| a.message_id == message_id))
+            .await
+    );
+    assert_eq!(seen.lock().unwrap().get("wh-1"), Some(&1));
+}
+
+#[actix_rt::test]
+async fn the_webhook_refuses_to_run_without_secrets() {
+    let app = spawn(TestDb::sqlite(), &[], |_| {}, |b| b).await;
+    let resp = app
+        .http
+        .post(app.url("/webhook/event"))
+        .body(serde_json::to_vec(&event("x")).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 503);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["error"]["code"],
+        "webhook_not_configured"
+    );
+}
