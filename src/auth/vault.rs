@@ -44,6 +44,11 @@ impl EncryptionKey {
         Ok(Self(key))
     }
 
+    /// The key as 64 hex characters, the form `ENCRYPTION_KEY` takes.
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+
     /// A fresh random key, for `demo` and tests.
     pub fn generate() -> Self {
         let key = Aes256Gcm::generate_key(OsRng);

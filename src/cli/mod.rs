@@ -5,6 +5,7 @@
 //! (the `auth` commands keep the Auth Guard's own contract).
 
 pub mod auth;
+pub mod demo;
 pub mod migrate;
 pub mod send_auth_card;
 pub mod serve;
@@ -33,6 +34,9 @@ pub struct Cli {
 pub enum Command {
     /// Run the supervised service.
     Serve,
+    /// Walk the whole quickstart against a built-in simulated platform (no
+    /// credentials, no database to set up).
+    Demo(demo::DemoArgs),
     /// Apply database migrations and exit.
     Migrate,
     /// Create an authorization session for a user and send them the card.
@@ -79,6 +83,7 @@ pub fn run(cli: Cli) -> ExitCode {
     actix_rt::System::new().block_on(async move {
         match cli.command {
             Command::Serve => exit_code(serve::run().await),
+            Command::Demo(args) => exit_code(demo::run(args).await),
             Command::Migrate => exit_code(migrate::run().await),
             Command::Auth { cmd } => auth::run(cmd).await,
             Command::SendAuthCard(args) => exit_code(send_auth_card::run(args).await),

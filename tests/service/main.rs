@@ -7,6 +7,7 @@ mod support;
 mod authorization;
 mod cli;
 mod control_surface;
+mod demo;
 mod device_login;
 mod device_store;
 mod events;
