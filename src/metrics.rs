@@ -33,6 +33,31 @@ pub const ACTOR_MAILBOX: &str = "lark_actor_mailbox";
 pub const HTTP_REQUESTS: &str = "lark_http_requests_total";
 pub const BAD_INPUT: &str = "lark_bad_input_total";
 
+/// Every family above, for checks that dashboards and alerts name only
+/// metrics that exist.
+pub const ALL: &[&str] = &[
+    WS_CONNECTED,
+    WS_RECONNECTS,
+    WS_FRAMES,
+    EVENTS,
+    EVENT_HANDLE_SECONDS,
+    EVENTS_DUPLICATE,
+    AUTH_SESSIONS,
+    AUTH_COMPLETED,
+    AUTH_FAILED,
+    USER_AUTH_SUCCESS_RATE,
+    TOKEN_REFRESH,
+    TOKENS_EXPIRING_SOON,
+    USER_SYNC_RUNS,
+    USER_SYNC_USERS,
+    USER_SYNC_PROGRESS,
+    APAAS_REQUESTS,
+    ACTOR_RESTARTS,
+    ACTOR_MAILBOX,
+    HTTP_REQUESTS,
+    BAD_INPUT,
+];
+
 /// Buckets from 100 µs to 3 s: event handling must finish well inside the
 /// platform's 3 s ack deadline, and the fast path is sub-millisecond.
 const LATENCY_BUCKETS: &[f64] = &[

@@ -12,4 +12,5 @@ mod device_login;
 mod device_store;
 mod events;
 mod long_connection;
+mod operator_assets;
 mod persistence;
