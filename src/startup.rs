@@ -6,6 +6,7 @@ use std::net::TcpListener;
 
 use actix::Addr;
 use actix_web::{web, App, HttpServer};
+use utoipa_actix_web::AppExt;
 
 use crate::auth::card_auth::{card_action_handler, CardAuth, CardAuthConfig, CARD_ACTION};
 use crate::auth::registry::SessionRegistry;
@@ -42,6 +43,8 @@ pub enum StartupError {
     Metrics(#[from] MetricsError),
     #[error("HTTP client: {0}")]
     Http(#[from] LarkError),
+    #[error("OpenAPI document: {0}")]
+    OpenApi(#[from] serde_json::Error),
 }
 
 /// Builds the service, with the embedding program's own event handlers.
@@ -226,11 +229,17 @@ impl Application {
                 fallback_to_http: settings.ws.fallback_to_http,
             },
         });
+        let openapi = web::Data::new(http::openapi::Rendered(
+            http::openapi::document().to_pretty_json()?,
+        ));
         let server = HttpServer::new(move || {
             App::new()
+                .into_utoipa_app()
                 .app_data(state.clone())
-                .wrap(actix_web::middleware::from_fn(http::count_requests))
+                .app_data(openapi.clone())
                 .configure(http::configure)
+                .into_app()
+                .wrap(actix_web::middleware::from_fn(http::count_requests))
         })
         .shutdown_timeout(HTTP_SHUTDOWN_TIMEOUT_SECS)
         // `serve` owns signal handling (see `run_until`), so embedding

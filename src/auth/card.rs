@@ -24,7 +24,7 @@ use uuid::Uuid;
 pub const AUTHORIZE_ACTION: &str = "authorize";
 
 /// How an auth card looks; part of `POST /admin/auth-cards`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default)]
 pub struct AuthCardOptions {
     /// Add a section on what the token allows, where it is kept and how to

@@ -52,7 +52,7 @@ pub const CARD_ACTION: &str = "card.action.trigger";
 const SCOPES: &[&str] = &["contact:user.base:readonly"];
 
 /// What `POST /admin/auth-cards` and `send-auth-card` answer.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AuthCardSent {
     pub session_id: String,
     pub message_id: String,

@@ -33,7 +33,7 @@ pub const NAME: &str = "session_registry";
 const SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A session as the outside sees it: everything but the tokens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub session_id: String,
     pub app_id: String,

@@ -6,9 +6,23 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::db::DbError;
+
+/// The body of every error answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable (`unknown_session`, `auth_required`…).
+    pub code: &'static str,
+    /// What was wrong and what to do.
+    pub message: String,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -97,7 +111,12 @@ impl ResponseError for ApiError {
         if matches!(self, Self::Unauthorized) {
             resp.insert_header(("WWW-Authenticate", "Bearer"));
         }
-        resp.json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
+        resp.json(ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+            },
+        })
     }
 }
 

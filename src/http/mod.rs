@@ -7,6 +7,7 @@
 
 pub mod admin_guard;
 pub mod error;
+pub mod openapi;
 pub mod routes;
 
 use actix_web::body::MessageBody;
@@ -16,6 +17,8 @@ use actix_web::{web, Error};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde::Serialize;
 use tokio::sync::watch;
+use utoipa_actix_web::scope;
+use utoipa_actix_web::service_config::ServiceConfig;
 
 use actix::Addr;
 
@@ -85,32 +88,29 @@ impl Readiness {
     }
 }
 
-/// Register every route.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Register every route. Each is a `#[utoipa::path]`-annotated handler
+/// added with `.service`, which also adds it to the OpenAPI document; a
+/// plain `.route` would escape the document, so there are none.
+pub fn configure(cfg: &mut ServiceConfig) {
     use routes::*;
     cfg.app_data(error::json_config())
         .app_data(error::path_config())
         .app_data(error::query_config())
-        .route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/metrics", web::get().to(metrics::metrics))
-        .route("/oauth/callback", web::get().to(oauth::callback))
-        .route("/webhook/event", web::post().to(webhook::event))
+        .service(health::healthz)
+        .service(health::readyz)
+        .service(metrics::metrics)
+        .service(openapi::openapi_json)
+        .service(oauth::callback)
+        .service(webhook::event)
         .service(
-            web::scope("/admin")
+            scope("/admin")
                 .wrap(actix_web::middleware::from_fn(require_admin))
-                .route("/actors", web::get().to(admin::actors::list))
-                .route(
-                    "/actors/{name}/restart",
-                    web::post().to(admin::actors::restart),
-                )
-                .route("/auth-cards", web::post().to(admin::auth_cards::send))
-                .route("/sessions", web::get().to(admin::sessions::list))
-                .route("/sessions/{id}", web::get().to(admin::sessions::get))
-                .route(
-                    "/sessions/{id}/revoke",
-                    web::post().to(admin::sessions::revoke),
-                ),
+                .service(admin::actors::list)
+                .service(admin::actors::restart)
+                .service(admin::auth_cards::send)
+                .service(admin::sessions::list)
+                .service(admin::sessions::get)
+                .service(admin::sessions::revoke),
         )
         .default_service(web::to(not_found));
 }

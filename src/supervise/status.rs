@@ -20,7 +20,7 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 /// How long `/admin/actors` waits for one actor's answer.
 const STATUS_TIMEOUT: Duration = Duration::from_secs(1);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActorState {
     Starting,
@@ -36,8 +36,9 @@ pub enum ActorState {
 }
 
 /// One actor's status, as `/admin/actors` shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct ActorStatus {
+    #[schema(value_type = String)]
     pub name: &'static str,
     pub state: ActorState,
     pub restarts: u64,
@@ -48,6 +49,7 @@ pub struct ActorStatus {
     pub since: DateTime<Utc>,
     /// Actor-specific facts (connection id, pool size…).
     #[serde(skip_serializing_if = "serde_json::Value::is_null")]
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
 

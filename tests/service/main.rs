@@ -12,5 +12,6 @@ mod device_login;
 mod device_store;
 mod events;
 mod long_connection;
+mod openapi;
 mod operator_assets;
 mod persistence;

@@ -1,25 +1,52 @@
 //! `/healthz` (the process answers) and `/readyz` (it can do its job).
 
-use actix_web::{web, HttpResponse};
-use serde_json::json;
+use actix_web::{get, web, HttpResponse};
+use serde::Serialize;
 
 use crate::http::AppState;
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Alive {
+    /// Always `ok`.
+    pub status: &'static str,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Ready {
+    /// `ready` or `not_ready`.
+    pub status: &'static str,
+    /// `ok`, or why the database did not answer.
+    pub database: String,
+    /// Where events arrive: `websocket`, `webhook` or `none`.
+    pub events: &'static str,
+}
+
+/// The process answers.
+#[utoipa::path(tag = "health", responses((status = 200, body = Alive)))]
+#[get("/healthz")]
 pub async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"status": "ok"}))
+    HttpResponse::Ok().json(Alive { status: "ok" })
 }
 
 /// 200 when the database answers and events can arrive (the long connection
 /// is up, or the webhook fallback is on); 503 with the reasons otherwise.
+#[utoipa::path(tag = "health", responses(
+    (status = 200, description = "ready", body = Ready),
+    (status = 503, description = "not ready, with the reasons", body = Ready),
+))]
+#[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let db = state.db.ping().await;
     let events = state.readiness.event_path();
     let ready = db.is_ok() && events.ready;
-    let body = json!({
-        "status": if ready { "ready" } else { "not_ready" },
-        "database": match &db { Ok(()) => "ok".to_owned(), Err(e) => e.to_string() },
-        "events": events.path,
-    });
+    let body = Ready {
+        status: if ready { "ready" } else { "not_ready" },
+        database: match &db {
+            Ok(()) => "ok".to_owned(),
+            Err(e) => e.to_string(),
+        },
+        events: events.path,
+    };
     if ready {
         HttpResponse::Ok().json(body)
     } else {

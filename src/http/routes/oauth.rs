@@ -4,7 +4,7 @@
 //! the database is written (a malformed state is refused before it is even
 //! looked up).
 
-use actix_web::{web, HttpResponse};
+use actix_web::{get, web, HttpResponse};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -13,7 +13,7 @@ use crate::auth::error::AuthError;
 use crate::http::error::ApiError;
 use crate::http::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct CallbackQuery {
     pub code: Option<String>,
     pub state: Option<String>,
@@ -21,6 +21,14 @@ pub struct CallbackQuery {
     pub error: Option<String>,
 }
 
+/// Where the authorize page sends the user back; `state` is the session id.
+#[utoipa::path(tag = "platform", params(CallbackQuery), responses(
+    (status = 200, description = "authorized; a page the user can close", content_type = "text/html", body = String),
+    (status = 400, description = "declined, bad or unknown state, missing code", body = crate::http::error::ErrorBody),
+    (status = 409, description = "the session is no longer pending", body = crate::http::error::ErrorBody),
+    (status = 502, description = "the platform refused the code", body = crate::http::error::ErrorBody),
+))]
+#[get("/oauth/callback")]
 pub async fn callback(
     state: web::Data<AppState>,
     query: web::Query<CallbackQuery>,

@@ -9,7 +9,7 @@
 
 use std::time::SystemTime;
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{post, web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::events::router::{EventSource, RouteEvent, RouteOutcome};
@@ -17,6 +17,17 @@ use crate::events::webhook::{parse_webhook, WebhookError, WebhookHeaders, Webhoo
 use crate::http::error::ApiError;
 use crate::http::AppState;
 
+/// The platform's HTTP callback: URL challenge, or an (encrypted) event.
+#[utoipa::path(tag = "platform",
+    request_body(content = Object, description = "as the platform sends it: `{\"encrypt\": …}` or a plain envelope"),
+    responses(
+        (status = 200, description = "challenge echo, callback response, or `{\"msg\":\"success\"}`", body = Object),
+        (status = 400, description = "undecryptable or malformed", body = crate::http::error::ErrorBody),
+        (status = 401, description = "bad signature, stale timestamp or wrong token", body = crate::http::error::ErrorBody),
+        (status = 500, description = "the handler failed; the platform will retry", body = Object),
+        (status = 503, description = "callbacks not configured or disabled", body = crate::http::error::ErrorBody),
+))]
+#[post("/webhook/event")]
 pub async fn event(
     state: web::Data<AppState>,
     req: HttpRequest,

@@ -1,6 +1,6 @@
 //! `POST /admin/auth-cards`: create a session and send the user the card.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{post, web, HttpResponse};
 use serde::Deserialize;
 
 use crate::auth::card::AuthCardOptions;
@@ -8,7 +8,7 @@ use crate::auth::card_auth::SendAuthCard;
 use crate::http::error::ApiError;
 use crate::http::AppState;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AuthCardRequest {
     /// The user's open_id (`ou_…`).
@@ -17,7 +17,14 @@ pub struct AuthCardRequest {
     pub options: AuthCardOptions,
 }
 
-/// `{session_id, message_id, expires_at}` with 201.
+/// Create a pending session and send the user the authorization card.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), request_body = AuthCardRequest, responses(
+    (status = 201, body = crate::auth::card_auth::AuthCardSent),
+    (status = 400, description = "bad options or body", body = crate::http::error::ErrorBody),
+    (status = 401, body = crate::http::error::ErrorBody),
+    (status = 502, description = "the platform refused the message", body = crate::http::error::ErrorBody),
+))]
+#[post("/auth-cards")]
 pub async fn send(
     state: web::Data<AppState>,
     body: web::Json<AuthCardRequest>,

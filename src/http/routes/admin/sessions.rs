@@ -1,12 +1,11 @@
 //! `/admin/sessions`: list, show and revoke authorization sessions. Tokens
 //! are never part of a response.
 
-use actix_web::{web, HttpResponse};
-use serde::Deserialize;
-use serde_json::json;
+use actix_web::{get, post, web, HttpResponse};
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::auth::registry::{GetSession, ListSessions, RevokeSession};
+use crate::auth::registry::{GetSession, ListSessions, RevokeSession, SessionView};
 use crate::domain::SessionState;
 use crate::http::error::ApiError;
 use crate::http::AppState;
@@ -14,12 +13,26 @@ use crate::http::AppState;
 const DEFAULT_LIMIT: i64 = 100;
 const MAX_LIMIT: i64 = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct ListQuery {
+    /// Only sessions in this state (`pending`, `completed`, …).
     pub state: Option<String>,
+    /// At most this many, newest first (default 100, at most 1000).
     pub limit: Option<i64>,
 }
 
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct SessionList {
+    pub sessions: Vec<SessionView>,
+}
+
+/// Sessions, newest first; never tokens.
+#[utoipa::path(tag = "admin", security(("bearer" = [])), params(ListQuery), responses(
+    (status = 200, body = SessionList),
+    (status = 400, body = crate::http::error::ErrorBody),
+    (status = 401, body = crate::http::error::ErrorBody),
+))]
+#[get("/sessions")]
 pub async fn list(
     state: web::Data<AppState>,
     query: web::Query<ListQuery>,
@@ -38,7 +51,7 @@ pub async fn list(
             limit,
         })
         .await??;
-    Ok(HttpResponse::Ok().json(json!({ "sessions": sessions })))
+    Ok(HttpResponse::Ok().json(SessionList { sessions }))
 }
 
 fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
@@ -54,6 +67,16 @@ fn unknown(id: Uuid) -> ApiError {
     ApiError::not_found("unknown_session", format!("no session {id}"))
 }
 
+/// One session; never its tokens.
+#[utoipa::path(tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "session id (UUID)")),
+    responses(
+        (status = 200, body = SessionView),
+        (status = 400, body = crate::http::error::ErrorBody),
+        (status = 401, body = crate::http::error::ErrorBody),
+        (status = 404, body = crate::http::error::ErrorBody),
+))]
+#[get("/sessions/{id}")]
 pub async fn get(
     state: web::Data<AppState>,
     id: web::Path<String>,
@@ -63,6 +86,16 @@ pub async fn get(
     Ok(HttpResponse::Ok().json(session.ok_or_else(|| unknown(session_id))?))
 }
 
+/// Drop the session's tokens and mark it `revoked`.
+#[utoipa::path(tag = "admin", security(("bearer" = [])),
+    params(("id" = String, Path, description = "session id (UUID)")),
+    responses(
+        (status = 200, body = SessionView),
+        (status = 400, body = crate::http::error::ErrorBody),
+        (status = 401, body = crate::http::error::ErrorBody),
+        (status = 404, body = crate::http::error::ErrorBody),
+))]
+#[post("/sessions/{id}/revoke")]
 pub async fn revoke(
     state: web::Data<AppState>,
     id: web::Path<String>,
