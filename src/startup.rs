@@ -9,11 +9,15 @@ use actix_web::{web, App, HttpServer};
 use utoipa_actix_web::AppExt;
 
 use crate::auth::card_auth::{card_action_handler, CardAuth, CardAuthConfig, CARD_ACTION};
+use crate::auth::device_logins::DeviceLogins;
 use crate::auth::registry::SessionRegistry;
 use crate::auth::vault::Vault;
 use crate::config::{ConfigError, Settings};
 use crate::db::connection::build_pool;
 use crate::db::{Db, DbError};
+use crate::device::error::DeviceError;
+use crate::device::feishu::FeishuDeviceClient;
+use crate::device::wire::DeviceClient;
 use crate::events::ledger::Ledger;
 use crate::events::router::{EventHandler, EventRouter, Handlers};
 use crate::events::webhook::WebhookConfig;
@@ -43,6 +47,8 @@ pub enum StartupError {
     Metrics(#[from] MetricsError),
     #[error("HTTP client: {0}")]
     Http(#[from] LarkError),
+    #[error("device login client: {0}")]
+    DeviceClient(#[from] DeviceError),
     #[error("OpenAPI document: {0}")]
     OpenApi(#[from] serde_json::Error),
 }
@@ -101,6 +107,7 @@ pub struct Core {
     pub app_tokens: Addr<AppTokenCache>,
     pub registry: Addr<SessionRegistry>,
     pub card_auth: Addr<CardAuth>,
+    pub lark: LarkClient,
     pub board: StatusBoard,
 }
 
@@ -143,7 +150,7 @@ impl Core {
                 app_secret: credentials.app_secret.clone(),
                 redirect_uri: settings.oauth.redirect_uri.clone(),
             },
-            lark,
+            lark.clone(),
             registry.clone(),
             app_tokens.clone(),
         ));
@@ -153,6 +160,7 @@ impl Core {
             app_tokens,
             registry,
             card_auth,
+            lark,
             board,
         })
     }
@@ -181,9 +189,21 @@ impl Application {
             app_tokens: _,
             registry,
             card_auth,
+            lark,
             mut board,
         } = Core::start(&settings).await?;
         let credentials = settings.require_for_serve()?;
+        let device_logins = supervise::spawn(DeviceLogins::new(
+            FeishuDeviceClient::new(
+                DeviceClient::new()?,
+                settings.lark.accounts_domain.clone(),
+                &credentials.app_id,
+                credentials.app_secret.expose(),
+            ),
+            lark,
+            registry.clone(),
+        ));
+        board.register(&device_logins);
         let handlers = handlers.on(CARD_ACTION, card_action_handler(card_auth.clone()));
         let ledger = supervise::spawn(Ledger::new(db.clone()));
         board.register(&ledger);
@@ -219,6 +239,7 @@ impl Application {
             admin_token: settings.http.admin_token.clone(),
             registry: registry.clone(),
             card_auth: card_auth.clone(),
+            device_logins,
             router: router.clone(),
             webhook: WebhookSettings {
                 config: webhook_config(&settings),

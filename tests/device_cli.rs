@@ -1182,13 +1182,26 @@ async fn feishu_device_flow_against_the_accounts_host() {
         next_interval(Duration::from_secs(5), &slow),
         Duration::from_secs(10)
     );
+    // Whoever is signed in to the accounts site approves; the grant is theirs.
+    sim.state().open_api.oauth.sign_in("ou_device_user");
     assert!(sim.state().device.approve(&code.user_code));
     sim.state().device.advance(Duration::from_secs(10));
     let FeishuPoll::Granted(grant) = feishu.poll(&code.device_code).await.unwrap() else {
         panic!("not granted");
     };
     assert!(grant.refresh_token.is_some());
-    assert_eq!(grant.refresh_token_expires_in, 604_800);
+    assert_eq!(
+        grant.refresh_token_expires_in,
+        lark_service::sim::oauth::REFRESH_TOKEN_TTL.as_secs()
+    );
+    assert_eq!(
+        sim.state()
+            .open_api
+            .oauth
+            .access_token_owner(&grant.access_token)
+            .as_deref(),
+        Some("ou_device_user")
+    );
     assert_eq!(
         grant.scope.as_deref(),
         Some("contact:user.base:readonly offline_access")

@@ -28,6 +28,8 @@ pub enum AuthError {
     AuthRequired(String),
     #[error("{0}")]
     BadInput(String),
+    #[error("the accounts host refused the device login: {0}")]
+    DeviceLogin(crate::device::error::DeviceError),
     #[error(transparent)]
     Vault(#[from] VaultError),
     #[error(transparent)]
@@ -49,6 +51,7 @@ impl AuthError {
             Self::Platform(_) => "platform_error",
             Self::AuthRequired(_) => "auth_required",
             Self::BadInput(_) => "bad_input",
+            Self::DeviceLogin(_) => "device_login_refused",
             Self::Vault(_) => "vault",
             Self::Db(_) | Self::Mailbox(_) => "unavailable",
         }

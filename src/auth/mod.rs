@@ -3,6 +3,7 @@
 
 pub mod card;
 pub mod card_auth;
+pub mod device_logins;
 pub mod error;
 pub mod registry;
 pub mod vault;

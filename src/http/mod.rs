@@ -23,6 +23,7 @@ use utoipa_actix_web::service_config::ServiceConfig;
 use actix::Addr;
 
 use crate::auth::card_auth::CardAuth;
+use crate::auth::device_logins::DeviceLogins;
 use crate::auth::registry::SessionRegistry;
 use crate::db::Db;
 use crate::domain::Secret;
@@ -40,6 +41,7 @@ pub struct AppState {
     pub readiness: Readiness,
     pub registry: Addr<SessionRegistry>,
     pub card_auth: Addr<CardAuth>,
+    pub device_logins: Addr<DeviceLogins>,
     pub router: Addr<EventRouter>,
     pub webhook: WebhookSettings,
 }
@@ -108,6 +110,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(admin::actors::list)
                 .service(admin::actors::restart)
                 .service(admin::auth_cards::send)
+                .service(admin::device_logins::start)
                 .service(admin::sessions::list)
                 .service(admin::sessions::get)
                 .service(admin::sessions::revoke),

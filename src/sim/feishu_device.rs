@@ -12,6 +12,7 @@ use base64::Engine;
 use serde_json::json;
 
 use super::device_server::{form, intercept, origin, poll, DEVICE_CODE_GRANT};
+use super::oauth_routes::v2_token_answer;
 use super::SimState;
 
 pub const FEISHU_DEVICE_AUTHORIZATION_PATH: &str = "/oauth/v1/device_authorization";
@@ -75,10 +76,22 @@ async fn token(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -
         return HttpResponse::BadRequest()
             .json(json!({"code": 20001, "error": "unsupported_grant_type"}));
     }
-    let (status, mut answer) = poll(&state.device, &state.app_id, field("device_code"));
-    if status == 200 {
-        answer["code"] = json!(0);
-    }
+    let (status, answer) = poll(&state.device, &state.app_id, field("device_code"));
+    // The grant is the user's own: tokens the open platform accepts for
+    // whoever is signed in to the accounts site and approved it.
+    let (status, answer) = match status {
+        200 => {
+            let scope = answer["scope"].as_str().unwrap_or_default();
+            match state.open_api.oauth.grant_device_login(scope) {
+                Some(issued) => (200, v2_token_answer(&issued)),
+                None => (
+                    400,
+                    json!({"error": "access_denied", "error_description": "nobody is signed in to approve"}),
+                ),
+            }
+        }
+        _ => (status, answer),
+    };
     let status = actix_web::http::StatusCode::from_u16(status)
         .unwrap_or(actix_web::http::StatusCode::BAD_REQUEST);
     HttpResponse::build(status).json(answer)

@@ -383,6 +383,21 @@ impl OAuthState {
         ))
     }
 
+    /// Tokens for the signed-in user, who just approved a device login on
+    /// the accounts site; `None` when nobody is signed in.
+    pub(super) fn grant_device_login(&self, scope: &str) -> Option<Issued> {
+        let mut inner = lock(&self.inner);
+        let open_id = inner.signed_in.clone()?;
+        let offline = scope.split(' ').any(|s| s == "offline_access");
+        Some(issue_tokens(
+            &mut inner,
+            &open_id,
+            scope,
+            Generation::V2,
+            offline,
+        ))
+    }
+
     /// v1 exchange: any live code; always issues a refresh token.
     pub(super) fn exchange_code_v1(&self, code: &str) -> Result<Issued, Reject> {
         let mut inner = lock(&self.inner);

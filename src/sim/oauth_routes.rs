@@ -183,12 +183,18 @@ async fn oauth_token(req: HttpRequest, body: web::Bytes, state: web::Data<SimSta
         }
     }
     .map_err(|r| r.into_oauth("invalid_grant"))?;
-    let mut answer = token_data(&issued);
+    Ok(flat(v2_token_answer(&issued)))
+}
+
+/// The flat v2 token answer (`code: 0` on success), shared with Feishu's
+/// device flow, which answers on the same shape.
+pub(super) fn v2_token_answer(issued: &Issued) -> Value {
+    let mut answer = token_data(issued);
     answer["code"] = json!(0);
     if issued.refresh_token.is_some() {
         answer["refresh_token_expires_in"] = json!(issued.refresh_expires_in);
     }
-    Ok(flat(answer))
+    answer
 }
 
 /// Route `user_info`.

@@ -15,3 +15,4 @@ mod long_connection;
 mod openapi;
 mod operator_assets;
 mod persistence;
+mod user_device_login;

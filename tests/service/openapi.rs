@@ -19,6 +19,7 @@ const PROMISED: &[(&str, &str)] = &[
     ("get", "/admin/actors"),
     ("post", "/admin/actors/{name}/restart"),
     ("post", "/admin/auth-cards"),
+    ("post", "/admin/device-logins"),
     ("get", "/admin/sessions"),
     ("get", "/admin/sessions/{id}"),
     ("post", "/admin/sessions/{id}/revoke"),

@@ -2,4 +2,5 @@
 
 pub mod actors;
 pub mod auth_cards;
+pub mod device_logins;
 pub mod sessions;
