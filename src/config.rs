@@ -19,6 +19,7 @@ use std::time::Duration;
 use crate::auth::vault::EncryptionKey;
 use crate::db::connection::DatabaseUrl;
 use crate::domain::{BaseUrl, Secret};
+use crate::forward::config::ForwardSettings;
 use crate::sync::schedule::CronSchedule;
 
 const DEFAULTS: &str = include_str!("../config/default.toml");
@@ -47,6 +48,7 @@ pub const KEYS: &[&str] = &[
     "USER_INFO_SYNC_SCHEDULE",
     "AUTH_SESSION_TTL_SECONDS",
     "TOKEN_REFRESH_AHEAD_SECONDS",
+    "FORWARD_SINKS",
 ];
 
 /// A configuration problem, always naming the variable at fault.
@@ -132,6 +134,8 @@ pub struct Settings {
     pub sync: SyncSettings,
     pub auth: AuthSettings,
     pub aily: AilySettings,
+    /// Where the app's events are forwarded (`FORWARD_SINKS`).
+    pub forward: ForwardSettings,
 }
 
 /// Raw `KEY → value` pairs, before parsing.
@@ -229,6 +233,7 @@ impl Settings {
                 app_id: opt("AILY_APP_ID"),
                 skill_id: opt("AILY_SKILL_ID"),
             },
+            forward: ForwardSettings::parse(get("FORWARD_SINKS"))?,
         })
     }
 
@@ -270,23 +275,38 @@ pub struct ServeCredentials {
 
 /// The built-in defaults as raw pairs.
 pub fn defaults() -> Result<RawSettings, ConfigError> {
-    let table: toml::Table =
-        DEFAULTS
-            .parse()
-            .map_err(|e: toml::de::Error| ConfigError::Source {
-                path: "config/default.toml".into(),
-                message: e.to_string(),
-            })?;
-    Ok(table
-        .into_iter()
-        .map(|(k, v)| {
-            let s = match v {
-                toml::Value::String(s) => s,
-                other => other.to_string(),
-            };
-            (k, s)
-        })
-        .collect())
+    from_toml(DEFAULTS, "config/default.toml")
+}
+
+/// Raw pairs from a TOML text: top-level keys as they are, and
+/// `[[forward.sinks]]` tables as the JSON that `FORWARD_SINKS` holds, so
+/// the two spellings go through one parser.
+pub fn from_toml(text: &str, path: &str) -> Result<RawSettings, ConfigError> {
+    let source_err = |message: String| ConfigError::Source {
+        path: path.to_owned(),
+        message,
+    };
+    let table: toml::Table = text
+        .parse()
+        .map_err(|e: toml::de::Error| source_err(e.to_string()))?;
+    let mut raw = RawSettings::new();
+    for (k, v) in table {
+        let s = match v {
+            toml::Value::String(s) => s,
+            toml::Value::Table(mut forward) if k == "forward" => {
+                let sinks = forward
+                    .remove("sinks")
+                    .unwrap_or(toml::Value::Array(Vec::new()));
+                let json = serde_json::to_string(&sinks)
+                    .map_err(|e| source_err(format!("[[forward.sinks]]: {e}")))?;
+                raw.insert(crate::forward::config::VAR.to_owned(), json);
+                continue;
+            }
+            other => other.to_string(),
+        };
+        raw.insert(k, s);
+    }
+    Ok(raw)
 }
 
 /// Overlay known keys from `vars`.
@@ -412,6 +432,34 @@ mod tests {
         ])
         .unwrap();
         assert!(s.require_for_serve().is_ok());
+    }
+
+    #[test]
+    fn forward_sinks_come_from_toml_tables_or_the_environment() {
+        let toml = r#"
+            DATABASE_URL = "sqlite://x.db"
+            [[forward.sinks]]
+            name = "hook"
+            type = "http"
+            events = ["im.message.*"]
+            url = "http://127.0.0.1:9/events"
+            secret = "0123456789abcdef"
+        "#;
+        let raw = from_toml(toml, "test.toml").unwrap();
+        let mut all = defaults().unwrap();
+        all.extend(raw);
+        let s = Settings::from_raw(&all).unwrap();
+        assert_eq!(s.forward.sinks[0].name, "hook");
+        let err = with(&[(
+            "FORWARD_SINKS",
+            r#"[{"name":"broken","type":"http","events":["*"]}]"#,
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("FORWARD_SINKS") && err.contains("`broken`"),
+            "{err}"
+        );
     }
 
     #[test]

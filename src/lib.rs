@@ -8,6 +8,7 @@ pub mod db;
 pub mod device;
 pub mod domain;
 pub mod events;
+pub mod forward;
 pub mod http;
 pub mod lark;
 pub mod metrics;

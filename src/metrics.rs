@@ -32,6 +32,10 @@ pub const ACTOR_RESTARTS: &str = "lark_actor_restarts_total";
 pub const ACTOR_MAILBOX: &str = "lark_actor_mailbox";
 pub const HTTP_REQUESTS: &str = "lark_http_requests_total";
 pub const BAD_INPUT: &str = "lark_bad_input_total";
+pub const FORWARD_TOTAL: &str = "lark_forward_total";
+pub const OUTBOX_PENDING: &str = "lark_outbox_pending";
+pub const OUTBOX_DEAD_LETTERS: &str = "lark_outbox_dead_letters";
+pub const FORWARD_SECONDS: &str = "lark_forward_seconds";
 
 /// Every family above, for checks that dashboards and alerts name only
 /// metrics that exist.
@@ -56,6 +60,10 @@ pub const ALL: &[&str] = &[
     ACTOR_MAILBOX,
     HTTP_REQUESTS,
     BAD_INPUT,
+    FORWARD_TOTAL,
+    OUTBOX_PENDING,
+    OUTBOX_DEAD_LETTERS,
+    FORWARD_SECONDS,
 ];
 
 /// Buckets from 100 µs to 3 s: event handling must finish well inside the
@@ -132,6 +140,17 @@ fn describe() {
         "Control-surface requests by route and status"
     );
     describe_counter!(BAD_INPUT, "Rejected input by source and reason");
+    describe_counter!(
+        FORWARD_TOTAL,
+        "Forwarding attempts by sink and outcome (ok, retry, dead, timeout, error)"
+    );
+    describe_gauge!(OUTBOX_PENDING, "Outbox rows waiting for delivery");
+    describe_gauge!(OUTBOX_DEAD_LETTERS, "Outbox rows that ran out of attempts");
+    describe_histogram!(
+        FORWARD_SECONDS,
+        Unit::Seconds,
+        "Time one delivery attempt (or card-callback request) took, by sink"
+    );
 }
 
 /// Touch each family with its common labels so it shows before its first event.
@@ -175,6 +194,12 @@ fn zero_samples(actor_names: &[&'static str]) {
         gauge!(ACTOR_MAILBOX, "actor" => actor).increment(0.0);
     }
     counter!(HTTP_REQUESTS, "route" => "/healthz", "status" => "200").increment(0);
+    for outcome in ["ok", "retry", "dead"] {
+        counter!(FORWARD_TOTAL, "sink" => "none", "outcome" => outcome).increment(0);
+    }
+    gauge!(OUTBOX_PENDING).increment(0.0);
+    gauge!(OUTBOX_DEAD_LETTERS).increment(0.0);
+    histogram!(FORWARD_SECONDS, "sink" => "none").record(0.0);
 }
 
 /// Count a rejected input (malformed frame, forged webhook, bad JSON…).

@@ -8,7 +8,7 @@ use actix::Addr;
 use actix_web::{web, App, HttpServer};
 use utoipa_actix_web::AppExt;
 
-use crate::auth::card_auth::{card_action_handler, CardAuth, CardAuthConfig, CARD_ACTION};
+use crate::auth::card_auth::{CardAuth, CardAuthConfig, CARD_ACTION};
 use crate::auth::device_logins::DeviceLogins;
 use crate::auth::registry::SessionRegistry;
 use crate::auth::vault::Vault;
@@ -21,6 +21,10 @@ use crate::device::wire::DeviceClient;
 use crate::events::ledger::Ledger;
 use crate::events::router::{EventHandler, EventRouter, Handlers};
 use crate::events::webhook::WebhookConfig;
+use crate::forward::card_callback::{self, CallbackSink};
+use crate::forward::outbox::Outbox;
+use crate::forward::sink::Sink;
+use crate::forward::Forwarding;
 use crate::http::{self, AppState, Readiness, WebhookSettings};
 use crate::lark::client::{LarkClient, LarkError};
 use crate::metrics::MetricsError;
@@ -204,10 +208,24 @@ impl Application {
             registry.clone(),
         ));
         board.register(&device_logins);
-        let handlers = handlers.on(CARD_ACTION, card_action_handler(card_auth.clone()));
+        let forwarding = Forwarding::new(settings.forward.clone());
+        let sinks = connect_sinks(&forwarding).await?;
+        let callback_sink = sinks
+            .iter()
+            .find(|(config, _)| config.accepts(CARD_ACTION))
+            .map(|(config, sink)| CallbackSink {
+                name: config.name.clone(),
+                sink: sink.clone(),
+            });
+        let handlers = handlers.on(
+            CARD_ACTION,
+            card_callback::handler(card_auth.clone(), callback_sink),
+        );
+        let outbox = supervise::spawn(Outbox::new(db.clone(), forwarding.clone(), sinks));
+        board.register(&outbox);
         let ledger = supervise::spawn(Ledger::new(db.clone()));
         board.register(&ledger);
-        let router = supervise::spawn(EventRouter::new(handlers, ledger));
+        let router = supervise::spawn(EventRouter::new(handlers, ledger, forwarding.clone()));
         board.register(&router);
         let (connected_tx, connected_rx) = tokio::sync::watch::channel(false);
         let ws = supervise::spawn(WsConnection::new(
@@ -241,6 +259,7 @@ impl Application {
             card_auth: card_auth.clone(),
             device_logins,
             router: router.clone(),
+            forwarding,
             webhook: WebhookSettings {
                 config: webhook_config(&settings),
                 enabled: settings.ws.fallback_to_http,
@@ -328,6 +347,25 @@ impl Application {
             }
         }
     }
+}
+
+/// A client per configured sink. A sink that cannot even be set up is a
+/// configuration problem, named like the ones `FORWARD_SINKS` parsing finds.
+async fn connect_sinks(
+    forwarding: &Forwarding,
+) -> Result<Vec<(crate::forward::config::SinkConfig, std::sync::Arc<Sink>)>, StartupError> {
+    let mut sinks = Vec::new();
+    for config in &forwarding.settings().sinks {
+        let sink = Sink::connect(config)
+            .await
+            .map_err(|e| ConfigError::Invalid {
+                var: crate::forward::config::VAR,
+                message: format!("sink `{}`: {e}", config.name),
+            })?;
+        tracing::info!(sink = %config.name, kind = config.kind_label(), events = ?config.events, "forwarding events");
+        sinks.push((config.clone(), std::sync::Arc::new(sink)));
+    }
+    Ok(sinks)
 }
 
 /// The callback secrets, if any are configured.

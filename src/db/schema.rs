@@ -62,9 +62,28 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    event_outbox (id) {
+        id -> BigInt,
+        event_id -> Text,
+        event_type -> Text,
+        sink -> Text,
+        payload -> Text,
+        state -> Text,
+        attempts -> Integer,
+        next_attempt_at -> Timestamp,
+        claimed_by -> Nullable<Text>,
+        claimed_until -> Nullable<Timestamp>,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamp,
+        delivered_at -> Nullable<Timestamp>,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     user_auth_sessions,
     processed_events,
     sync_runs,
-    device_tokens
+    device_tokens,
+    event_outbox
 );

@@ -16,6 +16,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use tokio::sync::oneshot;
 
+use crate::db::models::outbox_event::{self, NewOutboxEvent};
 use crate::db::models::processed_event::{self, ProcessedEvent};
 use crate::db::{Db, DbError};
 use crate::supervise::{Lifecycle, Managed};
@@ -46,11 +47,14 @@ pub struct IsProcessed {
     pub event_id: String,
 }
 
-/// Record a processed event; answers whether it was new.
+/// Record a processed event, and queue its outbox rows in the same
+/// transaction (only if the event is new, so a redelivery or another
+/// replica's copy queues nothing twice); answers whether it was new.
 #[derive(Message)]
 #[rtype(result = "Result<bool, LedgerError>")]
 pub struct RecordProcessed {
     pub event: ProcessedEvent,
+    pub outbox: Vec<NewOutboxEvent>,
 }
 
 type Reply = oneshot::Sender<Result<bool, LedgerError>>;
@@ -86,7 +90,7 @@ pub struct Ledger {
     db: Db,
     lifecycle: Lifecycle,
     checks: Queue<String>,
-    records: Queue<ProcessedEvent>,
+    records: Queue<(ProcessedEvent, Vec<NewOutboxEvent>)>,
 }
 
 impl Ledger {
@@ -125,18 +129,32 @@ impl Ledger {
         let Some(batch) = self.records.take_batch() else {
             return;
         };
-        let rows: Vec<ProcessedEvent> = batch.iter().map(|(row, _)| row.clone()).collect();
+        let rows: Vec<ProcessedEvent> = batch.iter().map(|((row, _), _)| row.clone()).collect();
+        let outbox: Vec<NewOutboxEvent> = batch
+            .iter()
+            .flat_map(|((_, queued), _)| queued.iter().cloned())
+            .collect();
         let db = self.db.clone();
         let insert = async move {
-            db.write(move |c| processed_event::insert_new(c, &rows))
-                .await
+            db.write(move |c| {
+                let new = processed_event::insert_new(c, &rows)?;
+                let fresh: std::collections::HashSet<&str> =
+                    new.iter().map(String::as_str).collect();
+                let queued: Vec<NewOutboxEvent> = outbox
+                    .into_iter()
+                    .filter(|r| fresh.contains(r.event_id.as_str()))
+                    .collect();
+                outbox_event::insert(c, &queued)?;
+                Ok(new)
+            })
+            .await
         };
         ctx.spawn(insert.into_actor(self).map(move |result, act, ctx| {
             act.records.in_flight = false;
             act.note(&result);
             match result {
                 Ok(new) => {
-                    for (row, reply) in batch {
+                    for ((row, _), reply) in batch {
                         let _ = reply.send(Ok(new.contains(&row.event_id)));
                     }
                 }
@@ -236,7 +254,7 @@ impl Handler<RecordProcessed> for Ledger {
 
     fn handle(&mut self, msg: RecordProcessed, ctx: &mut Context<Self>) -> Self::Result {
         let (tx, rx) = oneshot::channel();
-        self.records.waiting.push((msg.event, tx));
+        self.records.waiting.push(((msg.event, msg.outbox), tx));
         self.flush_records(ctx);
         await_reply(rx)
     }

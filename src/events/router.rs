@@ -8,6 +8,10 @@
 //! deadline, records the id once the handler succeeded, and answers with the
 //! outcome the caller turns into an ack frame or an HTTP response.
 //!
+//! Events that a forwarding sink takes are queued in the outbox in the
+//! same transaction as their ledger row (see [`crate::forward`]), so the
+//! ack means "handled here, or durably queued for the sinks".
+//!
 //! Delivery is at least once: the id is recorded only after the handler
 //! succeeded, so a crash between the two means the platform redelivers and
 //! the handler runs again, rather than the event being lost.
@@ -26,6 +30,7 @@ use tracing::Instrument;
 use super::envelope::Envelope;
 use super::ledger::{IsProcessed, Ledger, RecordProcessed};
 use crate::db::models::processed_event::ProcessedEvent;
+use crate::forward::Forwarding;
 use crate::metrics::{EVENTS, EVENTS_DUPLICATE, EVENT_HANDLE_SECONDS};
 use crate::supervise::{Lifecycle, Managed};
 
@@ -108,7 +113,7 @@ pub enum RouteOutcome {
     Handled(Option<Value>),
     /// Already handled (or being handled): acknowledge, do nothing.
     Duplicate,
-    /// No handler for this type: acknowledged and dropped.
+    /// No handler and no sink for this type: acknowledged and dropped.
     Unhandled,
     /// The handler failed or timed out, or the ledger was unreachable:
     /// answer 500 so the platform delivers it again.
@@ -149,16 +154,18 @@ impl RouteOutcome {
 pub struct EventRouter {
     handlers: Handlers,
     ledger: Addr<Ledger>,
+    forwarding: Forwarding,
     slots: Arc<Semaphore>,
     in_flight: HashSet<String>,
     lifecycle: Lifecycle,
 }
 
 impl EventRouter {
-    pub fn new(handlers: Handlers, ledger: Addr<Ledger>) -> Self {
+    pub fn new(handlers: Handlers, ledger: Addr<Ledger>, forwarding: Forwarding) -> Self {
         Self {
             handlers,
             ledger,
+            forwarding,
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT)),
             in_flight: HashSet::new(),
             lifecycle: Lifecycle::new(NAME),
@@ -210,12 +217,14 @@ impl Handler<RouteEvent> for EventRouter {
         let span =
             tracing::info_span!("event", %event_id, %event_type, source = msg.source.as_str());
 
-        let Some(handler) = self.handlers.get(&event_type) else {
+        let handler = self.handlers.get(&event_type);
+        let outbox = self.forwarding.rows_for(&envelope);
+        if handler.is_none() && outbox.is_empty() {
             let outcome = RouteOutcome::Unhandled;
             span.in_scope(|| tracing::debug!("no handler for this event type"));
             count(&outcome, &event_type, started);
             return Box::pin(fut::ready(outcome));
-        };
+        }
         if !self.in_flight.insert(event_id.clone()) {
             let outcome = RouteOutcome::Duplicate;
             span.in_scope(|| tracing::info!("duplicate of an event being handled"));
@@ -224,6 +233,7 @@ impl Handler<RouteEvent> for EventRouter {
         }
 
         let ledger = self.ledger.clone();
+        let forwarding = self.forwarding.clone();
         let slots = self.slots.clone();
         let work = {
             let event_id = event_id.clone();
@@ -244,23 +254,34 @@ impl Handler<RouteEvent> for EventRouter {
                         return RouteOutcome::Failed(format!("dedup ledger unavailable: {e}"))
                     }
                 }
-                let body =
-                    match tokio::time::timeout(HANDLER_TIMEOUT, handler.handle(envelope)).await {
-                        Ok(Ok(body)) => body,
-                        Ok(Err(e)) => return RouteOutcome::Failed(e.to_string()),
-                        Err(_) => {
-                            return RouteOutcome::Failed(format!(
-                                "handler timed out after {HANDLER_TIMEOUT:?}"
-                            ))
+                let body = match handler {
+                    None => None,
+                    Some(handler) => {
+                        match tokio::time::timeout(HANDLER_TIMEOUT, handler.handle(envelope)).await
+                        {
+                            Ok(Ok(body)) => body,
+                            Ok(Err(e)) => return RouteOutcome::Failed(e.to_string()),
+                            Err(_) => {
+                                return RouteOutcome::Failed(format!(
+                                    "handler timed out after {HANDLER_TIMEOUT:?}"
+                                ))
+                            }
                         }
-                    };
+                    }
+                };
+                let queued = !outbox.is_empty();
                 let row = ProcessedEvent {
                     event_id,
                     event_type,
                     received_at: crate::db::now(),
                 };
-                match ledger.send(RecordProcessed { event: row }).await {
-                    Ok(Ok(_)) => RouteOutcome::Handled(body),
+                match ledger.send(RecordProcessed { event: row, outbox }).await {
+                    Ok(Ok(_)) => {
+                        if queued {
+                            forwarding.wake();
+                        }
+                        RouteOutcome::Handled(body)
+                    }
                     Ok(Err(e)) => RouteOutcome::Failed(e.to_string()),
                     Err(e) => RouteOutcome::Failed(format!("dedup ledger unavailable: {e}")),
                 }

@@ -43,6 +43,8 @@ pub struct AppState {
     pub card_auth: Addr<CardAuth>,
     pub device_logins: Addr<DeviceLogins>,
     pub router: Addr<EventRouter>,
+    /// Wakes the outbox after an operator's retry.
+    pub forwarding: crate::forward::Forwarding,
     pub webhook: WebhookSettings,
 }
 
@@ -113,7 +115,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(admin::device_logins::start)
                 .service(admin::sessions::list)
                 .service(admin::sessions::get)
-                .service(admin::sessions::revoke),
+                .service(admin::sessions::revoke)
+                .service(admin::outbox::list)
+                .service(admin::outbox::retry),
         )
         .default_service(web::to(not_found));
 }

@@ -11,6 +11,7 @@
 pub mod aily;
 pub mod card_click;
 pub mod device_server;
+pub mod event_sink;
 pub mod feishu_device;
 pub mod im;
 pub mod oauth;

@@ -23,6 +23,8 @@ const PROMISED: &[(&str, &str)] = &[
     ("get", "/admin/sessions"),
     ("get", "/admin/sessions/{id}"),
     ("post", "/admin/sessions/{id}/revoke"),
+    ("get", "/admin/outbox"),
+    ("post", "/admin/outbox/{id}/retry"),
 ];
 
 fn operations(doc: &Value) -> BTreeSet<(String, String)> {

@@ -2,6 +2,7 @@
 //! functions that take the connection first and run one statement each.
 
 pub mod device_token;
+pub mod outbox_event;
 pub mod processed_event;
 pub mod sync_run;
 pub mod user_auth_session;

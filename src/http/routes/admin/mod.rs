@@ -3,4 +3,5 @@
 pub mod actors;
 pub mod auth_cards;
 pub mod device_logins;
+pub mod outbox;
 pub mod sessions;

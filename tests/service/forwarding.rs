@@ -1,0 +1,270 @@
+//! Forwarding the app's events through the outbox: to an HTTP sink that
+//! fails and goes down, to NATS JetStream from two replicas, across a
+//! restart; card callbacks answered by a sink; bad sink configuration.
+
+use std::collections::HashSet;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use lark_service::forward::card_callback::FALLBACK_TOAST;
+use lark_service::sim::event_sink::EventSink;
+use lark_service::sim::Simulator;
+use lark_service::startup::Service;
+use serde_json::{json, Value};
+
+use crate::support::{backends, settings_for, spawn, wait_for, TestDb};
+
+const SECRET: &str = "forwarding-test-secret-0123";
+
+fn event(i: usize, tag: &str) -> Value {
+    json!({
+        "schema": "2.0",
+        "header": {"event_id": format!("{tag}-{i}"), "event_type": "im.message.receive_v1",
+                   "create_time": "1608725989000", "token": "v",
+                   "app_id": lark_service::sim::SIM_APP_ID, "tenant_key": "t"},
+        "event": {"message": {"message_id": format!("om_{i}"), "content": "{\"text\":\"hi\"}"}}
+    })
+}
+
+fn http_sinks(sink: &EventSink, events: &str) -> String {
+    json!([{
+        "name": "hook", "type": "http", "events": [events], "url": sink.url(), "secret": SECRET,
+        "timeout_ms": 1000, "concurrency": 32, "max_attempts": 10000,
+        "backoff_base_ms": 10, "backoff_max_ms": 200
+    }])
+    .to_string()
+}
+
+fn expected_ids(n: usize, tag: &str) -> HashSet<String> {
+    (0..n).map(|i| format!("{tag}-{i}")).collect()
+}
+
+/// Every expected id arrived, nothing else did, and every request was signed.
+fn assert_all_arrived(sink: &EventSink, expected: &HashSet<String>) {
+    let received = sink.received();
+    let distinct: HashSet<String> = received.iter().cloned().collect();
+    assert_eq!(&distinct, expected, "every event arrives, and only those");
+    assert!(received.len() >= expected.len());
+    assert_eq!(
+        sink.bad_requests(),
+        0,
+        "every request is signed and carries its event id"
+    );
+}
+
+#[actix_rt::test]
+async fn every_event_reaches_an_http_sink_that_fails_and_goes_down() {
+    const N: usize = 5000;
+    for db in backends() {
+        let backend = db.backend();
+        let sink = EventSink::start(SECRET).unwrap();
+        sink.set_fail_ratio(0.3);
+        let sinks = http_sinks(&sink, "im.message.*");
+        let app = spawn(db, &[("FORWARD_SINKS", &sinks)], |_| {}, |b| b).await;
+        let started = Instant::now();
+
+        let first = app
+            .sim
+            .ws()
+            .stream_events(N / 2, 256, Duration::from_secs(20), |i| event(i, "http"))
+            .await;
+        assert_eq!(first.acked, N / 2, "{backend}: platform got its acks");
+        // The sink goes down; events keep being acked, queued in the outbox.
+        sink.set_down(true);
+        let before = sink.requests();
+        let second = app
+            .sim
+            .ws()
+            .stream_events(N / 2, 256, Duration::from_secs(20), |i| {
+                event(N / 2 + i, "http")
+            })
+            .await;
+        assert_eq!(
+            second.acked,
+            N / 2,
+            "{backend}: acks do not wait for the sink"
+        );
+        wait_for(
+            "retries against the downed sink",
+            Duration::from_secs(10),
+            || async { (sink.requests() > before + 100).then_some(()) },
+        )
+        .await;
+        sink.set_down(false);
+
+        let expected = expected_ids(N, "http");
+        wait_for(
+            "every event at the sink",
+            Duration::from_secs(40),
+            || async {
+                let got: HashSet<String> = sink.received().into_iter().collect();
+                (got.len() == N).then_some(())
+            },
+        )
+        .await;
+        assert_all_arrived(&sink, &expected);
+        wait_for("an empty backlog", Duration::from_secs(10), || async {
+            let body: Value = app
+                .admin_get("/admin/outbox?state=pending")
+                .await
+                .json()
+                .await
+                .ok()?;
+            body["rows"].as_array()?.is_empty().then_some(())
+        })
+        .await;
+        let metrics = app.metrics().await;
+        assert!(
+            metrics.contains("lark_forward_total{sink=\"hook\",outcome=\"retry\"}"),
+            "failures are counted"
+        );
+        eprintln!(
+            "{backend}: {N} events forwarded through failures in {:?} ({} requests, {} accepted)",
+            started.elapsed(),
+            sink.requests(),
+            sink.received_count()
+        );
+        app.stop().await;
+    }
+}
+
+/// A service in its own actix system, so stopping it ends its actors too,
+/// as a crash or a deploy would.
+struct Replica {
+    server: actix_web::dev::ServerHandle,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Replica {
+    fn start(settings: lark_service::config::Settings) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_rt::System::new().block_on(async move {
+                let app = Service::builder(settings)
+                    .build()
+                    .await
+                    .expect("replica builds");
+                tx.send(app.server_handle()).expect("test waits");
+                let _ = app.run_until_stopped().await;
+            });
+        });
+        let server = rx.recv().expect("replica started");
+        Self { server, thread }
+    }
+
+    async fn kill(self) {
+        self.server.stop(false).await;
+        let thread = self.thread;
+        actix_rt::task::spawn_blocking(move || thread.join())
+            .await
+            .expect("join")
+            .expect("replica thread");
+    }
+}
+
+#[actix_rt::test]
+async fn a_restart_in_the_middle_loses_nothing() {
+    const N: usize = 400;
+    for db in backends() {
+        let sink = EventSink::start(SECRET).unwrap();
+        sink.set_down(true);
+        let sinks = http_sinks(&sink, "im.message.*");
+        let sim = Simulator::start().unwrap();
+        sim.ws()
+            .set_client_config(crate::support::test_client_config(30));
+        let first = Replica::start(settings_for(&sim, &db, &[("FORWARD_SINKS", &sinks)]));
+        let report = sim
+            .ws()
+            .stream_events(N, 128, Duration::from_secs(20), |i| event(i, "restart"))
+            .await;
+        assert_eq!(report.acked, N);
+        first.kill().await;
+        drop(sim);
+
+        sink.set_down(false);
+        let sim = Simulator::start().unwrap();
+        let second = Replica::start(settings_for(&sim, &db, &[("FORWARD_SINKS", &sinks)]));
+        let expected = expected_ids(N, "restart");
+        wait_for(
+            "every queued event after the restart",
+            Duration::from_secs(30),
+            || async {
+                let got: HashSet<String> = sink.received().into_iter().collect();
+                (got.len() == N).then_some(())
+            },
+        )
+        .await;
+        assert_all_arrived(&sink, &expected);
+        second.kill().await;
+    }
+}
+
+fn foreign_click(sim: &Simulator) -> Value {
+    lark_service::sim::card_click::click_value(
+        sim.state(),
+        "ou_someone",
+        json!({"kind": "vote", "option": "a"}),
+    )
+}
+
+#[actix_rt::test]
+async fn foreign_card_callbacks_are_answered_by_the_sink_or_a_neutral_toast() {
+    let db = TestDb::sqlite();
+    let sink = EventSink::start(SECRET).unwrap();
+    let answer = json!({"toast": {"type": "success", "content": "Vote counted"}});
+    sink.set_reply(answer.clone());
+    let sinks = http_sinks(&sink, "card.action.trigger");
+    let app = spawn(db, &[("FORWARD_SINKS", &sinks)], |_| {}, |b| b).await;
+
+    let click = foreign_click(&app.sim);
+    let outcome = app.deliver(&click).await;
+    assert_eq!(
+        outcome.body(),
+        Some(&answer),
+        "the sink's answer is the callback response"
+    );
+    let id = click["header"]["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(sink.received(), vec![id]);
+
+    sink.set_delay(Duration::from_secs(4));
+    let started = Instant::now();
+    let outcome = app.deliver(&foreign_click(&app.sim)).await;
+    let took = started.elapsed();
+    assert_eq!(outcome.code(), 200);
+    assert_eq!(outcome.body().unwrap()["toast"]["content"], FALLBACK_TOAST);
+    assert!(
+        took < Duration::from_millis(2500),
+        "answered within the deadline: {took:?}"
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("lark_forward_total{sink=\"hook\",outcome=\"timeout\"} 1"),
+        "{metrics}"
+    );
+    app.stop().await;
+}
+
+#[test]
+fn a_bad_sink_configuration_stops_start_up_naming_the_sink() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_lark-service"))
+        .current_dir(dir.path())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .args(["serve"])
+        .env("APP_ID", lark_service::sim::SIM_APP_ID)
+        .env("APP_SECRET", "x")
+        .env("ENCRYPTION_KEY", "11".repeat(32))
+        .env(
+            "FORWARD_SINKS",
+            r#"[{"name":"billing-hook","type":"http","events":["*"],"url":"ftp://example.invalid/"}]"#,
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("FORWARD_SINKS") && stderr.contains("billing-hook"),
+        "{stderr}"
+    );
+}
