@@ -226,14 +226,6 @@ async fn complete(
 impl Managed for CardAuth {
     const NAME: &'static str = NAME;
 
-    fn lifecycle(&mut self) -> &mut Lifecycle {
-        &mut self.lifecycle
-    }
-
-    fn lifecycle_ref(&self) -> &Lifecycle {
-        &self.lifecycle
-    }
-
     fn on_start(&mut self, _: &mut Context<Self>) {}
 
     fn on_restart(&mut self) {

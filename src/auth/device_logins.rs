@@ -191,14 +191,6 @@ impl DeviceLogins {
 impl Managed for DeviceLogins {
     const NAME: &'static str = NAME;
 
-    fn lifecycle(&mut self) -> &mut Lifecycle {
-        &mut self.lifecycle
-    }
-
-    fn lifecycle_ref(&self) -> &Lifecycle {
-        &self.lifecycle
-    }
-
     /// Timers die with the old context; the logins they polled do not.
     fn on_start(&mut self, ctx: &mut Context<Self>) {
         let ids: Vec<Uuid> = self.pending.keys().copied().collect();

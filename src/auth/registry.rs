@@ -229,14 +229,6 @@ impl SessionRegistry {
 impl Managed for SessionRegistry {
     const NAME: &'static str = NAME;
 
-    fn lifecycle(&mut self) -> &mut Lifecycle {
-        &mut self.lifecycle
-    }
-
-    fn lifecycle_ref(&self) -> &Lifecycle {
-        &self.lifecycle
-    }
-
     fn on_start(&mut self, ctx: &mut Context<Self>) {
         ctx.notify(ExpireOverdue);
         ctx.run_interval(SWEEP_INTERVAL, |_, ctx| ctx.notify(ExpireOverdue));

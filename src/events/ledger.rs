@@ -212,14 +212,6 @@ fn await_reply(
 impl Managed for Ledger {
     const NAME: &'static str = NAME;
 
-    fn lifecycle(&mut self) -> &mut Lifecycle {
-        &mut self.lifecycle
-    }
-
-    fn lifecycle_ref(&self) -> &Lifecycle {
-        &self.lifecycle
-    }
-
     fn on_start(&mut self, ctx: &mut Context<Self>) {
         self.prune(ctx);
         ctx.run_interval(PRUNE_INTERVAL, |act, ctx| act.prune(ctx));

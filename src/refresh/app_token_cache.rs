@@ -166,14 +166,6 @@ impl AppTokenCache {
 impl Managed for AppTokenCache {
     const NAME: &'static str = NAME;
 
-    fn lifecycle(&mut self) -> &mut Lifecycle {
-        &mut self.lifecycle
-    }
-
-    fn lifecycle_ref(&self) -> &Lifecycle {
-        &self.lifecycle
-    }
-
     fn on_start(&mut self, _: &mut Context<Self>) {}
 
     fn on_restart(&mut self) {

@@ -168,13 +168,11 @@ impl Lifecycle {
 }
 
 /// An actor run under supervision. Implement this and invoke
-/// [`managed_actor!`](crate::managed_actor) for the type.
+/// [`managed_actor!`](crate::managed_actor) for the type, which expects the
+/// actor's [`Lifecycle`] in a field named `lifecycle`.
 pub trait Managed: Actor<Context = Context<Self>> {
     /// The actor's label in metrics and `/admin/actors`.
     const NAME: &'static str;
-
-    fn lifecycle(&mut self) -> &mut Lifecycle;
-    fn lifecycle_ref(&self) -> &Lifecycle;
 
     /// Arm timers, open streams, start work. Called on start and again after
     /// each restart (once the backoff has passed), because a restart drops
@@ -206,14 +204,14 @@ macro_rules! managed_actor {
 
             fn started(&mut self, ctx: &mut Self::Context) {
                 use $crate::supervise::status::Managed;
-                match self.lifecycle_ref().start_delay() {
+                match self.lifecycle.start_delay() {
                     None => {
-                        self.lifecycle().running();
+                        self.lifecycle.running();
                         self.on_start(ctx);
                     }
                     Some(delay) => {
                         ::actix::AsyncContext::run_later(ctx, delay, |act, ctx| {
-                            act.lifecycle().running();
+                            act.lifecycle.running();
                             act.on_start(ctx);
                         });
                     }
@@ -224,7 +222,7 @@ macro_rules! managed_actor {
         impl ::actix::Supervised for $ty {
             fn restarting(&mut self, _ctx: &mut Self::Context) {
                 use $crate::supervise::status::Managed;
-                self.lifecycle().restarting();
+                self.lifecycle.restarting();
                 self.on_restart();
             }
         }
@@ -234,7 +232,7 @@ macro_rules! managed_actor {
 
             fn handle(&mut self, _: $crate::supervise::status::GetStatus, _: &mut Self::Context) -> Self::Result {
                 use $crate::supervise::status::Managed;
-                ::actix::MessageResult(self.lifecycle_ref().status(self.in_flight(), self.details()))
+                ::actix::MessageResult(self.lifecycle.status(self.in_flight(), self.details()))
             }
         }
 
@@ -244,7 +242,7 @@ macro_rules! managed_actor {
             fn handle(&mut self, msg: $crate::supervise::status::Restart, ctx: &mut Self::Context) {
                 use $crate::supervise::status::Managed;
                 ::tracing::warn!(actor = Self::NAME, reason = %msg.reason, "restart requested");
-                self.lifecycle().record_error(format!("restart requested: {}", msg.reason));
+                self.lifecycle.record_error(format!("restart requested: {}", msg.reason));
                 ::actix::ActorContext::stop(ctx);
             }
         }

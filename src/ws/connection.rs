@@ -458,14 +458,6 @@ impl StreamHandler<Inbound> for WsConnection {
 impl Managed for WsConnection {
     const NAME: &'static str = NAME;
 
-    fn lifecycle(&mut self) -> &mut Lifecycle {
-        &mut self.lifecycle
-    }
-
-    fn lifecycle_ref(&self) -> &Lifecycle {
-        &self.lifecycle
-    }
-
     fn on_start(&mut self, ctx: &mut Context<Self>) {
         self.connect(ctx);
     }
