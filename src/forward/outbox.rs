@@ -268,14 +268,6 @@ impl Outbox {
 impl Managed for Outbox {
     const NAME: &'static str = NAME;
 
-    fn lifecycle(&mut self) -> &mut Lifecycle {
-        &mut self.lifecycle
-    }
-
-    fn lifecycle_ref(&self) -> &Lifecycle {
-        &self.lifecycle
-    }
-
     fn on_start(&mut self, ctx: &mut Context<Self>) {
         self.listen(ctx);
         self.pump_all(ctx);
