@@ -2,8 +2,10 @@
 //! connection and the webhook alike.
 //!
 //! For each event it parses the envelope, drops duplicates (an id already
-//! handled, here or by another replica, per the dedup [`Ledger`]; or one
-//! being handled right now), runs the handler registered for its type under a
+//! handled, here or by another replica, per the dedup [`Ledger`]), makes a
+//! copy that arrives while the first is still being handled wait for the
+//! first's outcome (acking it before the first is durable would lose the
+//! event if the first then failed), runs the handler registered for its type under a
 //! concurrency limit and a timeout well inside the platform's 3 s ack
 //! deadline, records the id once the handler succeeded, and answers with the
 //! outcome the caller turns into an ack frame or an HTTP response.
@@ -16,7 +18,7 @@
 //! succeeded, so a crash between the two means the platform redelivers and
 //! the handler runs again, rather than the event being lost.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -24,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use serde_json::Value;
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
 use tracing::Instrument;
 
 use super::envelope::Envelope;
@@ -111,7 +113,8 @@ pub struct RouteEvent {
 pub enum RouteOutcome {
     /// Handled now; the callback response, if the handler gave one.
     Handled(Option<Value>),
-    /// Already handled (or being handled): acknowledge, do nothing.
+    /// Already handled (by another copy, here or elsewhere): acknowledge,
+    /// do nothing.
     Duplicate,
     /// No handler and no sink for this type: acknowledged and dropped.
     Unhandled,
@@ -140,6 +143,15 @@ impl RouteOutcome {
         }
     }
 
+    /// What a copy that waited for this outcome answers: the first one's
+    /// failure (so the platform redelivers), otherwise a duplicate.
+    fn for_copy(self) -> Self {
+        match self {
+            Self::Failed(reason) => Self::Failed(reason),
+            _ => Self::Duplicate,
+        }
+    }
+
     fn label(&self) -> &'static str {
         match self {
             Self::Handled(_) => "ok",
@@ -156,7 +168,8 @@ pub struct EventRouter {
     ledger: Addr<Ledger>,
     forwarding: Forwarding,
     slots: Arc<Semaphore>,
-    in_flight: HashSet<String>,
+    /// Ids being handled now, with the copies waiting for the outcome.
+    in_flight: HashMap<String, Vec<oneshot::Sender<RouteOutcome>>>,
     lifecycle: Lifecycle,
 }
 
@@ -167,7 +180,7 @@ impl EventRouter {
             ledger,
             forwarding,
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT)),
-            in_flight: HashSet::new(),
+            in_flight: HashMap::new(),
             lifecycle: Lifecycle::new(NAME),
         }
     }
@@ -179,6 +192,7 @@ impl Managed for EventRouter {
     fn on_start(&mut self, _: &mut Context<Self>) {}
 
     fn on_restart(&mut self) {
+        // Dropping the waiters' senders answers them `Failed`.
         self.in_flight.clear();
     }
 
@@ -217,12 +231,20 @@ impl Handler<RouteEvent> for EventRouter {
             count(&outcome, &event_type, started);
             return Box::pin(fut::ready(outcome));
         }
-        if !self.in_flight.insert(event_id.clone()) {
-            let outcome = RouteOutcome::Duplicate;
-            span.in_scope(|| tracing::info!("duplicate of an event being handled"));
-            count(&outcome, &event_type, started);
-            return Box::pin(fut::ready(outcome));
+        if let Some(waiters) = self.in_flight.get_mut(&event_id) {
+            let (tx, rx) = oneshot::channel();
+            waiters.push(tx);
+            span.in_scope(|| tracing::debug!("copy of an event being handled; waiting for it"));
+            return Box::pin(fut::wrap_future(async move {
+                let outcome = match rx.await {
+                    Ok(first) => first.for_copy(),
+                    Err(_) => RouteOutcome::Failed("the event router restarted".into()),
+                };
+                count(&outcome, &event_type, started);
+                outcome
+            }));
         }
+        self.in_flight.insert(event_id.clone(), Vec::new());
 
         let ledger = self.ledger.clone();
         let forwarding = self.forwarding.clone();
@@ -281,7 +303,10 @@ impl Handler<RouteEvent> for EventRouter {
             .instrument(span.clone())
         };
         Box::pin(work.into_actor(self).map(move |outcome, act, _| {
-            act.in_flight.remove(&event_id);
+            for waiter in act.in_flight.remove(&event_id).unwrap_or_default() {
+                // A waiter that gave up (its caller went away) needs no answer.
+                let _ = waiter.send(outcome.clone());
+            }
             span.in_scope(|| match &outcome {
                 RouteOutcome::Failed(reason) => {
                     tracing::warn!(%reason, "event not handled; the platform will redeliver")

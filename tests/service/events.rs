@@ -129,6 +129,30 @@ async fn a_failed_handler_is_answered_500_and_retried_on_redelivery() {
 }
 
 #[actix_rt::test]
+async fn a_copy_arriving_while_the_first_fails_is_not_acknowledged() {
+    let db = TestDb::sqlite();
+    let sim = Simulator::start().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let app = counting_app(&db, &sim, calls.clone(), 1).await;
+
+    // Both are sent before either is answered, so the second finds the
+    // first in flight; it must share the first's failure, not be acked.
+    let (first, copy) = futures_util::future::join(
+        route(&app, envelope("ev-ff", "test.fail")),
+        route(&app, envelope("ev-ff", "test.fail")),
+    )
+    .await;
+    assert_eq!(first.code(), 500);
+    assert_eq!(copy.code(), 500, "{copy:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let redelivered = route(&app, envelope("ev-ff", "test.fail")).await;
+    assert!(
+        matches!(redelivered, RouteOutcome::Handled(_)),
+        "{redelivered:?}"
+    );
+}
+
+#[actix_rt::test]
 async fn garbage_is_rejected_and_unknown_types_are_acknowledged() {
     let db = TestDb::sqlite();
     let sim = Simulator::start().unwrap();
