@@ -30,6 +30,8 @@ use crate::lark::client::{LarkClient, LarkError};
 use crate::metrics::MetricsError;
 use crate::refresh::app_token_cache::AppTokenCache;
 use crate::supervise::{self, StatusBoard};
+use crate::sync::runner::{SyncOptions, SyncRunner};
+use crate::sync::user_info_sync::UserInfoSync;
 use crate::ws::connection::{WsConfig, WsConnection};
 
 /// Seconds the HTTP server waits for in-flight requests on shutdown.
@@ -204,10 +206,18 @@ impl Application {
                 &credentials.app_id,
                 credentials.app_secret.expose(),
             ),
-            lark,
+            lark.clone(),
             registry.clone(),
         ));
         board.register(&device_logins);
+        let user_sync = supervise::spawn(UserInfoSync::new(
+            sync_runner(&settings, &db, &lark, &credentials.encryption_key),
+            settings
+                .sync
+                .enabled
+                .then(|| settings.sync.schedule.clone()),
+        ));
+        board.register(&user_sync);
         let forwarding = Forwarding::new(settings.forward.clone());
         let sinks = connect_sinks(&forwarding).await?;
         let callback_sink = sinks
@@ -258,6 +268,7 @@ impl Application {
             registry: registry.clone(),
             card_auth: card_auth.clone(),
             device_logins,
+            user_sync,
             router: router.clone(),
             forwarding,
             webhook: WebhookSettings {
@@ -366,6 +377,22 @@ async fn connect_sinks(
         sinks.push((config.clone(), std::sync::Arc::new(sink)));
     }
     Ok(sinks)
+}
+
+/// The user-info sync runner over the service's database and client.
+pub fn sync_runner(
+    settings: &Settings,
+    db: &Db,
+    lark: &LarkClient,
+    key: &crate::auth::vault::EncryptionKey,
+) -> SyncRunner {
+    SyncRunner::new(
+        db.clone(),
+        lark.clone(),
+        Vault::new(key),
+        settings.database.url.clone(),
+        SyncOptions::default(),
+    )
 }
 
 /// The callback secrets, if any are configured.

@@ -47,6 +47,8 @@ diesel::table! {
         users_updated -> BigInt,
         users_failed -> BigInt,
         error -> Nullable<Text>,
+        status -> Text,
+        users_done -> BigInt,
     }
 }
 

@@ -31,6 +31,7 @@ use crate::events::router::EventRouter;
 use crate::events::webhook::WebhookConfig;
 use crate::metrics::HTTP_REQUESTS;
 use crate::supervise::StatusBoard;
+use crate::sync::user_info_sync::UserInfoSync;
 
 /// What routes share. Addresses and handles only; no mutable state.
 pub struct AppState {
@@ -46,6 +47,7 @@ pub struct AppState {
     /// Wakes the outbox after an operator's retry.
     pub forwarding: crate::forward::Forwarding,
     pub webhook: WebhookSettings,
+    pub user_sync: Addr<UserInfoSync>,
 }
 
 /// The HTTP callback path's settings.
@@ -117,7 +119,9 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .service(admin::sessions::get)
                 .service(admin::sessions::revoke)
                 .service(admin::outbox::list)
-                .service(admin::outbox::retry),
+                .service(admin::outbox::retry)
+                .service(admin::sync::start)
+                .service(admin::sync::get),
         )
         .default_service(web::to(not_found));
 }

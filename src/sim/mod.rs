@@ -17,6 +17,7 @@ pub mod im;
 pub mod oauth;
 pub mod oauth_routes;
 pub mod open_api;
+pub mod seed;
 pub mod state;
 pub mod ws_server;
 

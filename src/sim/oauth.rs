@@ -252,6 +252,15 @@ impl OAuthState {
         inner.signed_in = Some(open_id.to_owned());
     }
 
+    /// A live access token for `open_id`, as if they had just authorized
+    /// (an unknown user is added with a derived profile): for seeding
+    /// completed sessions without walking the OAuth flow for each user.
+    pub fn grant_access_token(&self, open_id: &str) -> String {
+        let mut inner = lock(&self.inner);
+        ensure_user(&mut inner, open_id);
+        issue_tokens(&mut inner, open_id, DEFAULT_SCOPE, Generation::V2, false).access_token
+    }
+
     /// A fresh code for `open_id` with [`DEFAULT_SCOPE`], bound to no
     /// redirect URI: what a simulated card click produces. An unknown user
     /// is added with a derived profile.

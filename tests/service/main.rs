@@ -16,4 +16,5 @@ mod long_connection;
 mod openapi;
 mod operator_assets;
 mod persistence;
+mod sync;
 mod user_device_login;

@@ -25,6 +25,8 @@ const PROMISED: &[(&str, &str)] = &[
     ("post", "/admin/sessions/{id}/revoke"),
     ("get", "/admin/outbox"),
     ("post", "/admin/outbox/{id}/retry"),
+    ("post", "/admin/sync"),
+    ("get", "/admin/sync/{id}"),
 ];
 
 fn operations(doc: &Value) -> BTreeSet<(String, String)> {

@@ -11,10 +11,14 @@ use crate::support::backends;
 async fn migrated(url: &str) -> Db {
     let pool = build_pool(&DatabaseUrl::parse(url).unwrap()).unwrap();
     let db = Db::start(pool);
+    let backend = DatabaseUrl::parse(url).unwrap().backend();
+    let folders = std::fs::read_dir(format!("migrations/{backend}"))
+        .unwrap()
+        .count();
     assert_eq!(
         db.migrate().await.unwrap(),
-        1,
-        "one migration on a fresh database"
+        folders,
+        "every migration on a fresh database"
     );
     assert_eq!(db.migrate().await.unwrap(), 0, "migrations are idempotent");
     db
@@ -84,12 +88,19 @@ async fn every_table_round_trips_on_each_backend() {
                     &sync_run::NewSyncRun {
                         trigger: "admin",
                         started_at: now,
+                        status: "running",
                     },
                 )
             })
             .await
             .unwrap();
-        db.write(move |c| sync_run::finish(c, id, (3, 2, 1), now, None))
+        let counts = sync_run::RunCounts {
+            users_total: 3,
+            users_done: 3,
+            users_updated: 2,
+            users_failed: 1,
+        };
+        db.write(move |c| sync_run::finish(c, id, "finished", &counts, now, None))
             .await
             .unwrap();
         let run = db
@@ -103,6 +114,7 @@ async fn every_table_round_trips_on_each_backend() {
             "{backend}"
         );
         assert!(run.finished_at.is_some());
+        assert_eq!(run.status, "finished", "{backend}");
 
         // device_tokens: upsert twice, read, delete.
         let mut row = device_token::DeviceToken {
@@ -154,6 +166,7 @@ async fn a_failed_batch_writes_nothing() {
                     &sync_run::NewSyncRun {
                         trigger: "cron",
                         started_at: now,
+                        status: "running",
                     },
                 )?;
                 // The CHECK constraint refuses this trigger: the whole unit rolls back.
@@ -162,6 +175,7 @@ async fn a_failed_batch_writes_nothing() {
                     &sync_run::NewSyncRun {
                         trigger: "bogus",
                         started_at: now,
+                        status: "running",
                     },
                 )?;
                 Ok(id)

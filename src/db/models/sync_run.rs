@@ -1,4 +1,6 @@
-//! `sync_runs`: one row per user-info sync, with its counts.
+//! `sync_runs`: one row per user-info sync, with its counts. The row is
+//! written as the run goes (page by page), so any replica can report a
+//! run's progress.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -17,6 +19,8 @@ pub struct SyncRun {
     pub users_updated: i64,
     pub users_failed: i64,
     pub error: Option<String>,
+    pub status: String,
+    pub users_done: i64,
 }
 
 #[derive(Debug, Clone, Insertable)]
@@ -24,6 +28,17 @@ pub struct SyncRun {
 pub struct NewSyncRun<'a> {
     pub trigger: &'a str,
     pub started_at: NaiveDateTime,
+    pub status: &'a str,
+}
+
+/// A run's counts so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, AsChangeset)]
+#[diesel(table_name = crate::db::schema::sync_runs)]
+pub struct RunCounts {
+    pub users_total: i64,
+    pub users_done: i64,
+    pub users_updated: i64,
+    pub users_failed: i64,
 }
 
 /// Start a run; returns its id.
@@ -43,19 +58,31 @@ pub fn find(conn: &mut AnyConnection, id: i64) -> Result<Option<SyncRun>, DbErro
         .optional()?)
 }
 
-/// Record a run's final counts.
+/// Record a running run's counts.
+pub fn record_progress(
+    conn: &mut AnyConnection,
+    id: i64,
+    counts: &RunCounts,
+) -> Result<(), DbError> {
+    diesel::update(r::sync_runs.find(id))
+        .set(counts)
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Record a run's end: its final status, counts and error.
 pub fn finish(
     conn: &mut AnyConnection,
     id: i64,
-    counts: (i64, i64, i64),
+    status: &str,
+    counts: &RunCounts,
     finished_at: NaiveDateTime,
     error: Option<&str>,
 ) -> Result<(), DbError> {
     diesel::update(r::sync_runs.find(id))
         .set((
-            r::users_total.eq(counts.0),
-            r::users_updated.eq(counts.1),
-            r::users_failed.eq(counts.2),
+            counts,
+            r::status.eq(status),
             r::finished_at.eq(Some(finished_at)),
             r::error.eq(error),
         ))

@@ -218,3 +218,94 @@ pub fn latest_completed(
         .first(conn)
         .optional()?)
 }
+
+/// What the user-info sync reads of a completed session.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = crate::db::schema::user_auth_sessions)]
+pub struct SyncCandidate {
+    pub id: i64,
+    pub session_id: String,
+    pub open_id: Option<String>,
+    pub user_name: Option<String>,
+    pub email: Option<String>,
+    pub avatar_url: Option<String>,
+    pub access_token_enc: Option<String>,
+}
+
+/// How many sessions are completed, and the highest such row id: the
+/// extent of one sync walk.
+pub fn completed_extent(conn: &mut AnyConnection) -> Result<(i64, Option<i64>), DbError> {
+    Ok(s::user_auth_sessions
+        .filter(s::state.eq(SessionState::Completed.as_str()))
+        .select((diesel::dsl::count_star(), diesel::dsl::max(s::id)))
+        .first(conn)?)
+}
+
+/// The next `limit` completed sessions with ids in `(after_id, through_id]`,
+/// by id: keyset paging, so a walk over every session holds one page at a
+/// time, and rows completed meanwhile neither shift pages nor extend it.
+pub fn completed_page(
+    conn: &mut AnyConnection,
+    after_id: i64,
+    through_id: i64,
+    limit: i64,
+) -> Result<Vec<SyncCandidate>, DbError> {
+    Ok(s::user_auth_sessions
+        .filter(s::state.eq(SessionState::Completed.as_str()))
+        .filter(s::id.gt(after_id))
+        .filter(s::id.le(through_id))
+        .order(s::id.asc())
+        .limit(limit)
+        .select(SyncCandidate::as_select())
+        .load(conn)?)
+}
+
+/// A profile the sync found changed.
+#[derive(Debug, Clone, PartialEq, Eq, AsChangeset)]
+#[diesel(table_name = crate::db::schema::user_auth_sessions, treat_none_as_null = true)]
+pub struct ProfileChange {
+    pub user_name: Option<String>,
+    pub email: Option<String>,
+    pub avatar_url: Option<String>,
+    pub updated_at: NaiveDateTime,
+    pub last_synced_at: Option<NaiveDateTime>,
+}
+
+/// Write a synced profile to row `id`, if it is still completed (a session
+/// revoked meanwhile keeps its state). Returns whether it was written.
+pub fn apply_profile(
+    conn: &mut AnyConnection,
+    id: i64,
+    change: &ProfileChange,
+) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        s::user_auth_sessions
+            .filter(s::id.eq(id))
+            .filter(s::state.eq(SessionState::Completed.as_str())),
+    )
+    .set(change)
+    .execute(conn)?
+        == 1)
+}
+
+/// Move completed row `id` to `reauth_required`: its token was refused, so
+/// only a new authorization by the user helps. Returns whether it moved.
+pub fn mark_reauth_required(
+    conn: &mut AnyConnection,
+    id: i64,
+    reason: &str,
+    now: NaiveDateTime,
+) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        s::user_auth_sessions
+            .filter(s::id.eq(id))
+            .filter(s::state.eq(SessionState::Completed.as_str())),
+    )
+    .set((
+        s::state.eq(SessionState::ReauthRequired.as_str()),
+        s::error.eq(reason),
+        s::updated_at.eq(now),
+    ))
+    .execute(conn)?
+        == 1)
+}

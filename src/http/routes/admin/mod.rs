@@ -5,3 +5,4 @@ pub mod auth_cards;
 pub mod device_logins;
 pub mod outbox;
 pub mod sessions;
+pub mod sync;

@@ -1,0 +1,309 @@
+//! The user-info sync against the simulator, on each backend: changed
+//! profiles are written and unchanged rows are not; rate limits slow a run
+//! down without failing it; one run at a time per process, and one per
+//! PostgreSQL database across services.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lark_service::auth::vault::{EncryptionKey, Vault};
+use lark_service::config::{defaults, overlay, Settings};
+use lark_service::db::connection::ConnectionManager;
+use lark_service::db::models::{sync_run, user_auth_session};
+use lark_service::db::DatabaseUrl;
+use lark_service::sim::oauth::SimUser;
+use lark_service::sim::{seed, Fault, SimState, SIM_APP_ID};
+use lark_service::startup::Service;
+use lark_service::sync::runner::SKIPPED;
+use serde_json::{json, Value};
+
+use crate::support::{
+    backends, settings_for, spawn_app, spawn_app_with, wait_for, TestApp, TestDb, ADMIN_TOKEN,
+};
+
+const RUN_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn user(n: usize) -> SimUser {
+    SimUser::new(&format!("ou_sync{n:024}"), &format!("User {n}"))
+}
+
+/// Store completed sessions for `users` (and grant them tokens in the
+/// simulator) straight through the database.
+fn seed_users(app: &TestApp, users: Vec<SimUser>) {
+    let url = DatabaseUrl::parse(app.db.url()).expect("test database URL");
+    let mut conn = ConnectionManager::new(url)
+        .establish()
+        .expect("test database reachable");
+    let vault = Vault::new(&EncryptionKey::from_hex(&"11".repeat(32)).expect("test key"));
+    let state: &Arc<SimState> = app.sim.state();
+    let n = users.len();
+    let stored = seed::completed_sessions(
+        &mut conn,
+        &state.open_api.oauth,
+        &vault,
+        SIM_APP_ID,
+        users,
+        lark_service::db::now(),
+    )
+    .expect("sessions seeded");
+    assert_eq!(stored, n);
+}
+
+async fn trigger(app: &TestApp) -> i64 {
+    let resp = app.admin_post("/admin/sync", json!({})).await;
+    assert_eq!(resp.status(), 202);
+    let body: Value = resp.json().await.expect("JSON");
+    body["run_id"].as_i64().expect("a run id")
+}
+
+/// Wait for run `id` to end; its final view.
+async fn finished(app: &TestApp, id: i64) -> Value {
+    wait_for("the sync run to end", RUN_TIMEOUT, || async {
+        let run: Value = app
+            .admin_get(&format!("/admin/sync/{id}"))
+            .await
+            .json()
+            .await
+            .ok()?;
+        (run["status"] != "running").then_some(run)
+    })
+    .await
+}
+
+async fn session_of(app: &TestApp, open_id: &str) -> user_auth_session::UserAuthSession {
+    let open_id = open_id.to_owned();
+    app.app_db
+        .read(move |c| {
+            user_auth_session::list(c, None, 1000).map(|rows| {
+                rows.into_iter()
+                    .find(|r| r.open_id.as_deref() == Some(open_id.as_str()))
+            })
+        })
+        .await
+        .expect("read")
+        .expect("the session exists")
+}
+
+#[actix_rt::test]
+async fn a_changed_profile_is_synced_an_unchanged_one_is_not_rewritten_and_a_refused_token_needs_reauth(
+) {
+    for db in backends() {
+        let backend = db.backend();
+        let app = spawn_app(db).await;
+        let (alice, bob, carol) = (user(1), user(2), user(3));
+        seed_users(&app, vec![alice.clone(), bob.clone(), carol.clone()]);
+        let bob_before = session_of(&app, &bob.open_id).await;
+        let alice_before = session_of(&app, &alice.open_id).await;
+
+        let oauth = &app.sim.state().open_api.oauth;
+        assert!(oauth.update_user(&alice.open_id, |u| {
+            u.name = "Alice Renamed".into();
+            u.avatar_url = "https://avatars.example.com/new.png".into();
+        }));
+        oauth.revoke_access_tokens(&carol.open_id);
+
+        let id = trigger(&app).await;
+        let run = finished(&app, id).await;
+        assert_eq!(run["status"], "finished", "{backend}: {run}");
+        assert_eq!(run["trigger"], "admin");
+        assert_eq!(
+            (&run["total"], &run["done"], &run["updated"], &run["failed"]),
+            (&json!(3), &json!(3), &json!(1), &json!(1)),
+            "{backend}: {run}"
+        );
+        assert_eq!(run["progress"], 1.0);
+        assert!(run["finished_at"].is_string());
+
+        let alice_after = session_of(&app, &alice.open_id).await;
+        assert_eq!(alice_after.user_name.as_deref(), Some("Alice Renamed"));
+        assert_eq!(
+            alice_after.avatar_url.as_deref(),
+            Some("https://avatars.example.com/new.png")
+        );
+        assert!(
+            alice_after.updated_at > alice_before.updated_at,
+            "{backend}"
+        );
+        assert!(alice_after.last_synced_at > alice_before.last_synced_at);
+
+        let bob_after = session_of(&app, &bob.open_id).await;
+        assert_eq!(bob_after.updated_at, bob_before.updated_at, "{backend}");
+        assert_eq!(bob_after.last_synced_at, bob_before.last_synced_at);
+        assert_eq!(bob_after.user_name, bob_before.user_name);
+
+        let carol_after = session_of(&app, &carol.open_id).await;
+        assert_eq!(carol_after.state, "reauth_required", "{backend}");
+        assert!(carol_after
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("authorize again")));
+
+        let metrics = app.metrics().await;
+        assert!(
+            metrics.contains("lark_user_sync_runs_total{outcome=\"ok\"}"),
+            "{metrics}"
+        );
+        assert!(metrics.contains("lark_user_sync_progress_ratio"));
+    }
+}
+
+#[actix_rt::test]
+async fn a_rate_limited_run_waits_out_the_reset_and_still_finishes() {
+    for db in backends() {
+        let backend = db.backend();
+        let app = spawn_app(db).await;
+        seed_users(&app, (1..=5).map(user).collect());
+        app.sim
+            .recorder()
+            .inject("user_info", Fault::RateLimit { reset_seconds: 1 }, 3);
+
+        let id = trigger(&app).await;
+        let run = finished(&app, id).await;
+        assert_eq!(run["status"], "finished", "{backend}: {run}");
+        assert_eq!(
+            (&run["done"], &run["failed"]),
+            (&json!(5), &json!(0)),
+            "{run}"
+        );
+
+        // Three refusals, then every user once more: and the retries came
+        // only after the reset the platform asked for.
+        let calls = app.sim.recorder().requests_to("/authen/v1/user_info");
+        assert_eq!(calls.len(), 8, "{backend}");
+        let first = calls.iter().map(|r| r.at).min().expect("calls");
+        let last = calls.iter().map(|r| r.at).max().expect("calls");
+        assert!(
+            last.duration_since(first) >= Duration::from_secs(1),
+            "{backend}: the run did not wait for the rate-limit reset"
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn a_second_trigger_while_one_runs_gets_409_naming_it() {
+    for db in backends() {
+        let backend = db.backend();
+        let app = spawn_app(db).await;
+        seed_users(&app, (1..=3).map(user).collect());
+        app.sim
+            .recorder()
+            .inject("user_info", Fault::Delay(Duration::from_millis(700)), 3);
+
+        let id = trigger(&app).await;
+        let second = app.admin_post("/admin/sync", json!({})).await;
+        assert_eq!(second.status(), 409, "{backend}");
+        let body: Value = second.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "sync_running");
+        assert!(
+            body["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains(&format!("run {id}"))),
+            "{body}"
+        );
+
+        assert_eq!(finished(&app, id).await["status"], "finished");
+        // Once it is over, the next one starts.
+        let next = trigger(&app).await;
+        assert_ne!(next, id);
+        finished(&app, next).await;
+    }
+}
+
+#[actix_rt::test]
+async fn two_services_on_one_postgresql_database_run_the_sync_once() {
+    let Some(db) = backends().into_iter().find(|d| d.backend() == "postgres") else {
+        return; // needs TEST_DATABASE_URL
+    };
+    let app = spawn_app(db).await;
+    seed_users(&app, (1..=4).map(user).collect());
+    app.sim
+        .recorder()
+        .inject("user_info", Fault::Delay(Duration::from_millis(500)), 4);
+
+    // A second replica: same database, same platform.
+    let other = Service::builder(settings_for(&app.sim, &app.db, &[]))
+        .build()
+        .await
+        .expect("second service builds");
+    let other_url = format!("http://127.0.0.1:{}", other.port());
+    let other_server = other.server_handle();
+    actix_rt::spawn(other.run_until_stopped());
+    let post = |base: String| {
+        let http = app.http.clone();
+        async move {
+            let resp = http
+                .post(format!("{base}/admin/sync"))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .expect("sent");
+            assert_eq!(resp.status(), 202);
+            resp.json::<Value>().await.unwrap()["run_id"]
+                .as_i64()
+                .unwrap()
+        }
+    };
+    let (a, b) = futures_util::join!(post(app.address.clone()), post(other_url));
+    assert_ne!(a, b);
+
+    let mut statuses = Vec::new();
+    for id in [a, b] {
+        let run = finished(&app, id).await;
+        statuses.push((run["status"].as_str().unwrap().to_owned(), run));
+    }
+    statuses.sort_by(|x, y| x.0.cmp(&y.0));
+    assert_eq!(statuses[0].0, "finished", "{statuses:?}");
+    assert_eq!(statuses[1].0, "skipped", "{statuses:?}");
+    assert_eq!(statuses[1].1["error"], SKIPPED);
+    assert_eq!(statuses[0].1["done"], 4);
+    assert_eq!(
+        app.sim.recorder().requests_to("/authen/v1/user_info").len(),
+        4,
+        "the sync ran once"
+    );
+    other_server.stop(true).await;
+}
+
+#[actix_rt::test]
+async fn the_schedule_starts_runs() {
+    let app = spawn_app_with(
+        TestDb::sqlite(),
+        &[
+            ("USER_INFO_SYNC_ENABLED", "true"),
+            ("USER_INFO_SYNC_SCHEDULE", "* * * * * *"),
+        ],
+    )
+    .await;
+    seed_users(&app, vec![user(1)]);
+    let run = wait_for("a scheduled run", RUN_TIMEOUT, || async {
+        let row = app
+            .app_db
+            .read(|c| sync_run::find(c, 1))
+            .await
+            .ok()
+            .flatten()?;
+        row.finished_at.is_some().then_some(row)
+    })
+    .await;
+    assert_eq!(run.trigger, "cron");
+    assert_eq!(run.status, "finished");
+}
+
+#[test]
+fn schedules_parse_and_a_bad_one_names_its_variable() {
+    let parse = |schedule: &str| {
+        let mut raw = defaults().expect("defaults");
+        overlay(
+            &mut raw,
+            [("USER_INFO_SYNC_SCHEDULE".to_owned(), schedule.to_owned())],
+        );
+        Settings::from_raw(&raw)
+    };
+    for good in ["0 2 * * *", "*/5 * * * * *"] {
+        let settings = parse(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        assert_eq!(settings.sync.schedule.to_string(), good);
+    }
+    let err = parse("bad").expect_err("`bad` is refused").to_string();
+    assert!(err.starts_with("USER_INFO_SYNC_SCHEDULE"), "{err}");
+    assert!(err.contains("`bad`"), "{err}");
+}
