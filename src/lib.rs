@@ -12,6 +12,7 @@ pub mod forward;
 pub mod http;
 pub mod lark;
 pub mod metrics;
+pub mod platform;
 pub mod refresh;
 pub mod sim;
 pub mod startup;

@@ -28,6 +28,7 @@ use crate::forward::Forwarding;
 use crate::http::{self, AppState, Readiness, WebhookSettings};
 use crate::lark::client::{LarkClient, LarkError};
 use crate::metrics::MetricsError;
+use crate::platform::Platform;
 use crate::refresh::app_token_cache::AppTokenCache;
 use crate::supervise::{self, StatusBoard};
 use crate::sync::runner::{SyncOptions, SyncRunner};
@@ -60,6 +61,8 @@ pub enum StartupError {
 }
 
 /// Builds the service, with the embedding program's own event handlers.
+/// `lark-service serve` is this builder with none; `examples/echo_bot.rs`
+/// is a runnable bot that replies through the IM API.
 ///
 /// ```no_run
 /// # async fn run(settings: lark_service::config::Settings) -> Result<(), Box<dyn std::error::Error>> {
@@ -81,6 +84,7 @@ impl Service {
         ServiceBuilder {
             settings,
             handlers: Handlers::default(),
+            platform: Platform::default(),
         }
     }
 }
@@ -89,9 +93,17 @@ impl Service {
 pub struct ServiceBuilder {
     settings: Settings,
     handlers: Handlers,
+    platform: Platform,
 }
 
 impl ServiceBuilder {
+    /// The service's platform client, for handlers that call the open
+    /// platform (e.g. to reply); usable once [`build`](Self::build) is done.
+    /// `examples/echo_bot.rs` shows it in use.
+    pub fn platform(&self) -> Platform {
+        self.platform.clone()
+    }
+
     /// Handle events of `event_type` in-process. The handler's `Ok(Some(json))`
     /// is the callback response (for card actions: toast and/or card).
     pub fn on(mut self, event_type: impl Into<String>, handler: impl EventHandler) -> Self {
@@ -100,7 +112,7 @@ impl ServiceBuilder {
     }
 
     pub async fn build(self) -> Result<Application, StartupError> {
-        Application::start(self.settings, self.handlers).await
+        Application::start(self.settings, self.handlers, self.platform).await
     }
 }
 
@@ -189,15 +201,20 @@ impl Application {
         Service::builder(settings).build().await
     }
 
-    async fn start(settings: Settings, handlers: Handlers) -> Result<Self, StartupError> {
+    async fn start(
+        settings: Settings,
+        handlers: Handlers,
+        platform: Platform,
+    ) -> Result<Self, StartupError> {
         let Core {
             db,
-            app_tokens: _,
+            app_tokens,
             registry,
             card_auth,
             lark,
             mut board,
         } = Core::start(&settings).await?;
+        platform.bind(lark.clone(), app_tokens);
         let credentials = settings.require_for_serve()?;
         let device_logins = supervise::spawn(DeviceLogins::new(
             FeishuDeviceClient::new(

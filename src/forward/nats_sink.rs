@@ -12,10 +12,14 @@ use std::time::Duration;
 
 use async_nats::header::{HeaderMap, NATS_MESSAGE_ID};
 use async_nats::jetstream::{self, stream};
+use async_nats::RequestErrorKind;
 use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use super::sink::{Delivery, SinkError};
+
+/// The event type, so a consumer can route without parsing the payload.
+pub const HEADER_EVENT_TYPE: &str = "Lark-Event-Type";
 
 /// How long JetStream remembers a `Nats-Msg-Id` (its default).
 const DUPLICATE_WINDOW: Duration = Duration::from_secs(120);
@@ -25,6 +29,8 @@ pub struct NatsSink {
     jetstream: jetstream::Context,
     stream: String,
     subject_prefix: String,
+    /// Per publish ack, and the longest a card-callback request may take.
+    timeout: Duration,
     /// Set once the stream is known to exist.
     stream_ready: OnceCell<()>,
 }
@@ -49,6 +55,7 @@ impl NatsSink {
             jetstream,
             stream: stream.to_owned(),
             subject_prefix: subject_prefix.to_owned(),
+            timeout,
             stream_ready: OnceCell::new(),
         })
     }
@@ -84,14 +91,11 @@ impl NatsSink {
     /// Publish and wait for the stream's ack.
     pub async fn deliver(&self, d: &Delivery<'_>) -> Result<(), SinkError> {
         self.ensure_stream().await?;
-        let mut headers = HeaderMap::new();
-        headers.insert(NATS_MESSAGE_ID, d.event_id);
-        headers.insert("Lark-Event-Type", d.event_type);
         let ack = self
             .jetstream
             .publish_with_headers(
                 Self::subject(&self.subject_prefix, d.event_type),
-                headers,
+                headers(d),
                 d.payload.to_owned().into(),
             )
             .await
@@ -100,19 +104,38 @@ impl NatsSink {
         Ok(())
     }
 
-    /// A core request-reply; the reply's JSON body is the answer.
-    pub async fn request(&self, d: &Delivery<'_>) -> Result<Value, SinkError> {
-        let mut headers = HeaderMap::new();
-        headers.insert(NATS_MESSAGE_ID, d.event_id);
+    /// A core request-reply, answered within `deadline` (or the sink's own
+    /// timeout, if shorter); the reply's JSON body is the answer.
+    pub async fn request(&self, d: &Delivery<'_>, deadline: Duration) -> Result<Value, SinkError> {
+        let request = async_nats::Request::new()
+            .headers(headers(d))
+            .payload(d.payload.to_owned().into())
+            .timeout(Some(deadline.min(self.timeout)));
         let reply = self
             .client
-            .request_with_headers(
+            .send_request(
                 Self::callback_subject(&self.subject_prefix, d.event_type),
-                headers,
-                d.payload.to_owned().into(),
+                request,
             )
             .await
-            .map_err(|e| SinkError::Nats(e.to_string()))?;
+            .map_err(|e| match e.kind() {
+                RequestErrorKind::TimedOut => SinkError::Timeout,
+                RequestErrorKind::NoResponders => {
+                    SinkError::Unreachable("nobody subscribes to the callback subject".into())
+                }
+                _ => SinkError::Nats(e.to_string()),
+            })?;
+        if reply.payload.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Value::Object(Default::default()));
+        }
         serde_json::from_slice(&reply.payload).map_err(|e| SinkError::BadReply(e.to_string()))
     }
+}
+
+/// `Nats-Msg-Id` (the event id) and the event type.
+fn headers(d: &Delivery<'_>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(NATS_MESSAGE_ID, d.event_id);
+    headers.insert(HEADER_EVENT_TYPE, d.event_type);
+    headers
 }

@@ -97,7 +97,7 @@ impl Sink {
         let answer = async {
             match self {
                 Self::Http(s) => s.request(delivery, deadline).await,
-                Self::Nats(s) => s.request(delivery).await,
+                Self::Nats(s) => s.request(delivery, deadline).await,
             }
         };
         tokio::time::timeout(deadline, answer)

@@ -19,6 +19,7 @@ pub mod oauth_routes;
 pub mod open_api;
 pub mod seed;
 pub mod state;
+pub mod user_message;
 pub mod ws_server;
 
 use std::net::TcpListener;

@@ -1,17 +1,28 @@
 //! Forwarding the app's events through the outbox: to an HTTP sink that
-//! fails and goes down, to NATS JetStream from two replicas, across a
-//! restart; card callbacks answered by a sink; bad sink configuration.
+//! fails and goes down, to NATS JetStream from two replicas on one
+//! PostgreSQL database while the platform redelivers, across a restart;
+//! card callbacks answered by a sink (HTTP response or NATS reply) or by the
+//! fallback toast; bad sink configuration.
+//!
+//! The JetStream tests need the broker on this machine and fail without it.
 
 use std::collections::HashSet;
 use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use lark_service::forward::card_callback::FALLBACK_TOAST;
+use lark_service::forward::config::ForwardSettings;
+use lark_service::forward::nats_sink::NatsSink;
+use lark_service::forward::sink::{Delivery, Sink};
 use lark_service::sim::event_sink::EventSink;
 use lark_service::sim::Simulator;
 use lark_service::startup::Service;
 use serde_json::{json, Value};
 
+use crate::support::nats::TestStream;
 use crate::support::{backends, settings_for, spawn, wait_for, TestDb};
 
 const SECRET: &str = "forwarding-test-secret-0123";
@@ -132,6 +143,7 @@ async fn every_event_reaches_an_http_sink_that_fails_and_goes_down() {
 /// as a crash or a deploy would.
 struct Replica {
     server: actix_web::dev::ServerHandle,
+    port: u16,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -144,12 +156,34 @@ impl Replica {
                     .build()
                     .await
                     .expect("replica builds");
-                tx.send(app.server_handle()).expect("test waits");
+                tx.send((app.server_handle(), app.port()))
+                    .expect("test waits");
                 let _ = app.run_until_stopped().await;
             });
         });
-        let server = rx.recv().expect("replica started");
-        Self { server, thread }
+        let (server, port) = rx.recv().expect("replica started");
+        Self {
+            server,
+            port,
+            thread,
+        }
+    }
+
+    /// Rows waiting in the outbox, as this replica's admin route lists them.
+    async fn pending(&self) -> Option<usize> {
+        let body: Value = reqwest::Client::new()
+            .get(format!(
+                "http://127.0.0.1:{}/admin/outbox?state=pending",
+                self.port
+            ))
+            .bearer_auth(crate::support::ADMIN_TOKEN)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        Some(body["rows"].as_array()?.len())
     }
 
     async fn kill(self) {
@@ -199,6 +233,111 @@ async fn a_restart_in_the_middle_loses_nothing() {
     }
 }
 
+#[actix_rt::test]
+async fn jetstream_holds_each_event_once_from_two_replicas_and_redeliveries() {
+    const N: usize = 5000;
+    const REPUSHED: usize = 500;
+    for db in backends() {
+        let backend = db.backend();
+        let bus = TestStream::fresh().await;
+        let sinks = json!([bus.sink("bus", "im.message.*")]).to_string();
+        let sim = Simulator::start().unwrap();
+        sim.ws()
+            .set_client_config(crate::support::test_client_config(30));
+        // Acks slower than this are pushed again, maybe to the other replica.
+        sim.ws().set_redelivery_timeout(Duration::from_millis(500));
+        let instances = if backend == "postgres" {
+            2
+        } else {
+            eprintln!(
+                "{backend}: one service instance (SQLite serves one replica); \
+                 the two-instance half runs on PostgreSQL, with TEST_DATABASE_URL set"
+            );
+            1
+        };
+        let replicas: Vec<Replica> = (0..instances)
+            .map(|_| Replica::start(settings_for(&sim, &db, &[("FORWARD_SINKS", &sinks)])))
+            .collect();
+        assert!(
+            sim.ws()
+                .wait_for_connections(instances as u64, Duration::from_secs(10))
+                .await,
+            "{backend}: every replica connects"
+        );
+
+        let first = sim
+            .ws()
+            .stream_events(N / 2, 256, Duration::from_secs(30), |i| event(i, "js"))
+            .await;
+        assert_eq!(first.acked, N / 2, "{backend}: first half acked");
+        // The connections break mid-stream; what was in flight comes again.
+        sim.ws().drop_after_frames(200);
+        let second = sim
+            .ws()
+            .stream_events(N / 2, 256, Duration::from_secs(30), |i| {
+                event(N / 2 + i, "js")
+            })
+            .await;
+        assert_eq!(second.acked, N / 2, "{backend}: second half acked");
+        // And the platform sends some acked events again, as it does when
+        // it missed an ack.
+        for i in (0..N).step_by(N / REPUSHED) {
+            sim.ws().push_event(&event(i, "js"));
+        }
+        assert!(
+            sim.ws().wait_all_acked(Duration::from_secs(30)).await,
+            "{backend}: redeliveries acked"
+        );
+
+        wait_for(
+            "every event in the stream",
+            Duration::from_secs(60),
+            || async { (bus.count().await >= N as u64).then_some(()) },
+        )
+        .await;
+        wait_for("an empty outbox", Duration::from_secs(30), || async {
+            (replicas[0].pending().await? == 0).then_some(())
+        })
+        .await;
+        let ids = bus.read_all().await;
+        let distinct: HashSet<String> = ids.keys().cloned().collect();
+        assert_eq!(distinct, expected_ids(N, "js"), "{backend}: every event");
+        let repeated: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+        assert!(repeated.is_empty(), "{backend}: held twice: {repeated:?}");
+
+        // A publish repeated after a crash between the stream's ack and the
+        // row being marked delivered: JetStream drops it by its Nats-Msg-Id.
+        let config = ForwardSettings::parse(Some(&sinks))
+            .unwrap()
+            .sinks
+            .remove(0);
+        let sink = Sink::connect(&config).await.unwrap();
+        let again = event(7, "js").to_string();
+        sink.deliver(&Delivery {
+            event_id: "js-7",
+            event_type: "im.message.receive_v1",
+            payload: &again,
+            attempt: 2,
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            bus.count().await,
+            N as u64,
+            "{backend}: the copy is dropped"
+        );
+        eprintln!(
+            "{backend}: {N} events from {instances} instance(s), {REPUSHED} pushed again, \
+             {} connections: the stream holds each once",
+            sim.ws().connections_total()
+        );
+        for replica in replicas {
+            replica.kill().await;
+        }
+        bus.delete().await;
+    }
+}
+
 fn foreign_click(sim: &Simulator) -> Value {
     lark_service::sim::card_click::click_value(
         sim.state(),
@@ -241,6 +380,89 @@ async fn foreign_card_callbacks_are_answered_by_the_sink_or_a_neutral_toast() {
         metrics.contains("lark_forward_total{sink=\"hook\",outcome=\"timeout\"} 1"),
         "{metrics}"
     );
+    app.stop().await;
+}
+
+#[actix_rt::test]
+async fn foreign_card_callbacks_are_answered_over_nats_request_reply() {
+    let bus = TestStream::fresh().await;
+    let sinks = json!([bus.sink("votes", "card.action.trigger")]).to_string();
+    let answer = json!({"toast": {"type": "success", "content": "Vote counted"}});
+    // The operator's responder: answers each request after `delay_ms`.
+    let delay_ms = Arc::new(AtomicU64::new(0));
+    let asked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut requests = bus
+        .client
+        .subscribe(NatsSink::callback_subject(
+            &bus.prefix,
+            "card.action.trigger",
+        ))
+        .await
+        .unwrap();
+    bus.client.flush().await.unwrap();
+    let responder = {
+        let (client, answer) = (bus.client.clone(), answer.clone());
+        let (delay_ms, asked) = (delay_ms.clone(), asked.clone());
+        actix_rt::spawn(async move {
+            while let Some(request) = requests.next().await {
+                let envelope: Value = serde_json::from_slice(&request.payload).unwrap();
+                let id = envelope["header"]["event_id"].as_str().unwrap().to_owned();
+                asked.lock().unwrap().push(id);
+                let delay = Duration::from_millis(delay_ms.load(Ordering::SeqCst));
+                let (client, answer) = (client.clone(), answer.clone());
+                actix_rt::spawn(async move {
+                    actix_rt::time::sleep(delay).await;
+                    let reply = request.reply.expect("a request has a reply subject");
+                    let _ = client.publish(reply, answer.to_string().into()).await;
+                });
+            }
+        })
+    };
+    let app = spawn(
+        TestDb::sqlite(),
+        &[("FORWARD_SINKS", &sinks)],
+        |_| {},
+        |b| b,
+    )
+    .await;
+
+    let click = foreign_click(&app.sim);
+    let outcome = app.deliver(&click).await;
+    assert_eq!(
+        outcome.body(),
+        Some(&answer),
+        "the reply is the callback response"
+    );
+    let id = click["header"]["event_id"].as_str().unwrap().to_owned();
+    assert_eq!(*asked.lock().unwrap(), vec![id]);
+
+    delay_ms.store(4000, Ordering::SeqCst);
+    let started = Instant::now();
+    let outcome = app.deliver(&foreign_click(&app.sim)).await;
+    let took = started.elapsed();
+    assert_eq!(outcome.code(), 200);
+    assert_eq!(outcome.body().unwrap()["toast"]["content"], FALLBACK_TOAST);
+    assert!(
+        took < Duration::from_millis(2500),
+        "within the deadline: {took:?}"
+    );
+    assert_eq!(
+        asked.lock().unwrap().len(),
+        2,
+        "the slow responder was asked"
+    );
+    let metrics = app.metrics().await;
+    assert!(
+        metrics.contains("lark_forward_total{sink=\"votes\",outcome=\"ok\"} 1")
+            && metrics.contains("lark_forward_total{sink=\"votes\",outcome=\"timeout\"} 1"),
+        "{metrics}"
+    );
+    assert_eq!(
+        bus.count().await,
+        0,
+        "callbacks are requests, not stream messages"
+    );
+    responder.abort();
     app.stop().await;
 }
 

@@ -10,6 +10,7 @@ mod control_surface;
 mod demo;
 mod device_login;
 mod device_store;
+mod echo_bot;
 mod events;
 mod forwarding;
 mod long_connection;

@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod nats;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
