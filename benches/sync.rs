@@ -18,7 +18,7 @@ use lark_service::db::{DatabaseUrl, Db};
 use lark_service::sim::oauth::SimUser;
 use lark_service::sim::{seed, Simulator, SIM_APP_ID};
 use serde_json::Value;
-use support::{free_port, mib, service_env, wait_until, Report, ServiceProcess};
+use support::{free_port, mib, service_env, Report, ServiceProcess};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -73,23 +73,22 @@ async fn main() -> Result<(), BoxError> {
         .json()
         .await?;
     let id = run["run_id"].as_i64().ok_or("no run id")?;
-    let mut last = Value::Null;
-    wait_until("the sync run to end", Duration::from_secs(1800), || {
-        let request = service.admin(reqwest::Method::GET, &format!("/admin/sync/{id}"));
-        let last = &mut last;
-        async move {
-            let Ok(resp) = request.send().await else {
-                return false;
-            };
-            let Ok(view) = resp.json::<Value>().await else {
-                return false;
-            };
-            let done = view["status"] != "running";
-            *last = view;
-            done
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    let last = loop {
+        let view: Value = service
+            .admin(reqwest::Method::GET, &format!("/admin/sync/{id}"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        if view["status"] != "running" {
+            break view;
         }
-    })
-    .await?;
+        if Instant::now() > deadline {
+            return Err(format!("the sync run did not end: {view}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let elapsed = started.elapsed();
     let end = service.usage()?;
     service.stop()?;
