@@ -119,6 +119,7 @@ impl Demo {
         let sent = self.send_card(out).await?;
         self.click(out, &sent).await?;
         self.session_row(out, &sent).await?;
+        self.user_info_sync(out, &sent).await?;
         self.metrics(out).await?;
         Ok(())
     }
@@ -274,6 +275,68 @@ impl Demo {
         Ok(())
     }
 
+    /// The user changes their display name on the platform; a sync run
+    /// (as the schedule or an operator starts it) brings the row up to date.
+    async fn user_info_sync(&self, out: &mut impl Write, sent: &Value) -> Result<(), DemoError> {
+        let step = failed("sync the user's profile");
+        let session_id = sent["session_id"].as_str().unwrap_or_default();
+        let renamed = format!("{DEMO_USER} (Zhang San)");
+        self.sim
+            .state()
+            .open_api
+            .oauth
+            .update_user(DEMO_OPEN_ID, |u| u.name = renamed.clone());
+        say(out, "🔄 The user renamed themselves in Feishu; running a user-info sync (POST /admin/sync)...");
+        let started = self.post("/admin/sync", json!({})).await.map_err(&step)?;
+        let id = started["run_id"]
+            .as_i64()
+            .ok_or_else(|| step(format!("no run id in {started}")))?;
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        let run = loop {
+            let run = self
+                .get(&format!("/admin/sync/{id}"))
+                .await
+                .map_err(&step)?;
+            if run["status"] != "running" {
+                break run;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(step(format!(
+                    "run {id} still running after {STEP_TIMEOUT:?}"
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let session = self
+            .get(&format!("/admin/sessions/{session_id}"))
+            .await
+            .map_err(&step)?;
+        if run["status"] != "finished"
+            || run["updated"] != 1
+            || session["user_name"] != renamed.as_str()
+        {
+            return Err(step(format!(
+                "run {run}, session name {}",
+                session["user_name"]
+            )));
+        }
+        say(
+            out,
+            &format!(
+                "✅ Sync run {id} finished: {}/{} users checked, {} updated",
+                run["done"], run["total"], run["updated"]
+            ),
+        );
+        say(
+            out,
+            &format!(
+                "   User: {}\n",
+                session["user_name"].as_str().unwrap_or_default()
+            ),
+        );
+        Ok(())
+    }
+
     async fn metrics(&self, out: &mut impl Write) -> Result<(), DemoError> {
         let step = failed("read the metrics");
         let text = self
@@ -295,6 +358,8 @@ impl Demo {
                     "lark_events_total",
                     "lark_ws_frames_total",
                     "lark_auth_sessions",
+                    "lark_user_sync_runs_total",
+                    "lark_user_sync_users_total",
                 ]
                 .iter()
                 .any(|m| l.starts_with(m))

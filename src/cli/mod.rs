@@ -8,9 +8,11 @@ pub mod ai;
 pub mod auth;
 pub mod demo;
 pub mod migrate;
+pub mod progress;
 pub mod send_auth_card;
 pub mod serve;
 pub mod sessions;
+pub mod sync;
 
 use std::process::ExitCode;
 
@@ -46,6 +48,8 @@ pub enum Command {
     Ai(ai::AiArgs),
     /// List authorization sessions (never their tokens).
     Sessions(sessions::SessionsArgs),
+    /// Run one user-info sync now and show its progress.
+    Sync,
     /// Device-code login to a Feishu Project / Meegle host (JSON output and
     /// exit codes of the Auth Guard contract).
     Auth {
@@ -92,6 +96,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::SendAuthCard(args) => exit_code(send_auth_card::run(args).await),
             Command::Sessions(args) => exit_code(sessions::run(args).await),
             Command::Ai(args) => exit_code(ai::run(args).await),
+            Command::Sync => exit_code(sync::run().await),
         }
     })
 }

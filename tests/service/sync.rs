@@ -307,3 +307,53 @@ fn schedules_parse_and_a_bad_one_names_its_variable() {
     assert!(err.starts_with("USER_INFO_SYNC_SCHEDULE"), "{err}");
     assert!(err.contains("`bad`"), "{err}");
 }
+
+#[actix_rt::test]
+async fn the_sync_command_runs_a_sync_and_prints_its_counts() {
+    for db in backends() {
+        let backend = db.backend();
+        let app = spawn_app(db).await;
+        let (alice, bob) = (user(1), user(2));
+        seed_users(&app, vec![alice.clone(), bob]);
+        app.sim
+            .state()
+            .open_api
+            .oauth
+            .update_user(&alice.open_id, |u| u.name = "Alice From The CLI".into());
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let key = "11".repeat(32);
+        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_lark-service"))
+            .arg("sync")
+            .current_dir(dir.path())
+            .env_clear()
+            .envs([
+                ("APP_ID", SIM_APP_ID),
+                ("APP_SECRET", lark_service::sim::SIM_APP_SECRET),
+                ("ENCRYPTION_KEY", key.as_str()),
+                ("DATABASE_URL", app.db.url()),
+                ("LARK_DOMAIN", app.sim.base_url()),
+                ("LARK_ACCOUNTS_DOMAIN", app.sim.base_url()),
+            ])
+            .output()
+            .await
+            .expect("the binary runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{backend}: {stdout}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(stdout.contains("user-info sync run 1 started"), "{stdout}");
+        assert!(
+            stdout.contains("sync run 1 finished: 2/2 users, 1 updated, 0 failed"),
+            "{backend}: {stdout}"
+        );
+        // Not a terminal: plain lines, no bar drawing.
+        assert!(!stdout.contains('\u{1b}'), "{stdout}");
+        assert_eq!(
+            session_of(&app, &alice.open_id).await.user_name.as_deref(),
+            Some("Alice From The CLI")
+        );
+    }
+}
