@@ -36,6 +36,8 @@ pub const KEYS: &[&str] = &[
     "LARK_ACCOUNTS_DOMAIN",
     "AILY_APP_ID",
     "AILY_SKILL_ID",
+    "AILY_RUN_TIMEOUT_SECONDS",
+    "AILY_POLL_INTERVAL_MS",
     "HTTP_BIND",
     "ADMIN_TOKEN",
     "WEBSOCKET_MAX_RECONNECT_RETRIES",
@@ -48,6 +50,9 @@ pub const KEYS: &[&str] = &[
     "USER_INFO_SYNC_SCHEDULE",
     "AUTH_SESSION_TTL_SECONDS",
     "TOKEN_REFRESH_AHEAD_SECONDS",
+    "TOKEN_REFRESH_INTERVAL_SECONDS",
+    "TOKEN_REFRESH_CONCURRENCY",
+    "TOKEN_REFRESH_SEND_AUTH_CARD",
     "FORWARD_SINKS",
 ];
 
@@ -114,12 +119,23 @@ pub struct SyncSettings {
 pub struct AuthSettings {
     pub session_ttl: Duration,
     pub refresh_ahead: Duration,
+    /// How often the token refresher looks for due sessions.
+    pub refresh_interval: Duration,
+    /// Refreshes in flight at once, per replica.
+    pub refresh_concurrency: usize,
+    /// Send a new authorization card to a user whose refresh token was
+    /// refused for good.
+    pub refresh_sends_auth_card: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct AilySettings {
     pub app_id: Option<String>,
     pub skill_id: Option<String>,
+    /// The longest one AI call may take, run and polls included.
+    pub run_timeout: Duration,
+    /// Time between polls of a run.
+    pub poll_interval: Duration,
 }
 
 /// The whole configuration, parsed.
@@ -167,6 +183,13 @@ impl Settings {
                     Ok(Duration::from_secs(n))
                 }
             })
+        };
+
+        let positive = |k: &'static str| -> Result<usize, ConfigError> {
+            match parse_num::<usize>(k, get(k))? {
+                0 => Err(invalid(k, "must be a positive whole number")),
+                n => Ok(n),
+            }
         };
 
         let database_url =
@@ -228,10 +251,18 @@ impl Settings {
             auth: AuthSettings {
                 session_ttl: seconds("AUTH_SESSION_TTL_SECONDS")?,
                 refresh_ahead: seconds("TOKEN_REFRESH_AHEAD_SECONDS")?,
+                refresh_interval: seconds("TOKEN_REFRESH_INTERVAL_SECONDS")?,
+                refresh_concurrency: positive("TOKEN_REFRESH_CONCURRENCY")?,
+                refresh_sends_auth_card: parse_bool(
+                    "TOKEN_REFRESH_SEND_AUTH_CARD",
+                    get("TOKEN_REFRESH_SEND_AUTH_CARD"),
+                )?,
             },
             aily: AilySettings {
                 app_id: opt("AILY_APP_ID"),
                 skill_id: opt("AILY_SKILL_ID"),
+                run_timeout: seconds("AILY_RUN_TIMEOUT_SECONDS")?,
+                poll_interval: Duration::from_millis(positive("AILY_POLL_INTERVAL_MS")? as u64),
             },
             forward: ForwardSettings::parse(get("FORWARD_SINKS"))?,
         })
@@ -412,6 +443,8 @@ mod tests {
             ("HTTP_BIND", "nowhere"),
             ("WEBSOCKET_HEARTBEAT_INTERVAL", "0"),
             ("WEBSOCKET_FALLBACK_TO_HTTP", "maybe"),
+            ("TOKEN_REFRESH_CONCURRENCY", "0"),
+            ("AILY_POLL_INTERVAL_MS", "soon"),
         ];
         for (var, value) in cases {
             let err = with(&[(var, value)]).unwrap_err();

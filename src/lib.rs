@@ -1,6 +1,7 @@
 //! lark-service: keeps a Feishu/Lark app connected to the open platform,
 //! authorizes its users and calls AI APIs on their behalf.
 
+pub mod apaas;
 pub mod auth;
 pub mod cli;
 pub mod config;

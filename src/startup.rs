@@ -8,6 +8,8 @@ use actix::Addr;
 use actix_web::{web, App, HttpServer};
 use utoipa_actix_web::AppExt;
 
+use crate::apaas::apaas_client::{AiResult, AilyConfig, ApaasClient, CallAiApi};
+use crate::apaas::error::ApaasError;
 use crate::auth::card_auth::{CardAuth, CardAuthConfig, CARD_ACTION};
 use crate::auth::device_logins::DeviceLogins;
 use crate::auth::registry::SessionRegistry;
@@ -30,6 +32,7 @@ use crate::lark::client::{LarkClient, LarkError};
 use crate::metrics::MetricsError;
 use crate::platform::Platform;
 use crate::refresh::app_token_cache::AppTokenCache;
+use crate::refresh::token_refresher::{RefresherConfig, StartSchedule, TokenRefresher};
 use crate::supervise::{self, StatusBoard};
 use crate::sync::runner::{SyncOptions, SyncRunner};
 use crate::sync::user_info_sync::UserInfoSync;
@@ -117,14 +120,17 @@ impl ServiceBuilder {
 }
 
 /// The actors every command that touches users needs: database, app
-/// tokens, sessions and the card flow. `serve` adds the event path and the
-/// HTTP server on top; one-shot commands (`send-auth-card`, `sessions`)
-/// use these alone.
+/// tokens, sessions, the card flow, token refreshes and AI calls. `serve`
+/// adds the event path, the refresher's schedule and the HTTP server on
+/// top; one-shot commands (`send-auth-card`, `sessions`, `ai`) use these
+/// alone, with tokens refreshed only on demand.
 pub struct Core {
     pub db: Db,
     pub app_tokens: Addr<AppTokenCache>,
     pub registry: Addr<SessionRegistry>,
     pub card_auth: Addr<CardAuth>,
+    pub refresher: Addr<TokenRefresher>,
+    pub apaas: Addr<ApaasClient>,
     pub lark: LarkClient,
     pub board: StatusBoard,
 }
@@ -157,7 +163,7 @@ impl Core {
         board.register(&app_tokens);
         let registry = supervise::spawn(SessionRegistry::new(
             db.clone(),
-            vault,
+            vault.clone(),
             credentials.app_id.clone(),
             settings.auth.session_ttl,
         ));
@@ -173,15 +179,64 @@ impl Core {
             app_tokens.clone(),
         ));
         board.register(&card_auth);
+        let refresher = supervise::spawn(TokenRefresher::new(
+            RefresherConfig {
+                app_id: credentials.app_id.clone(),
+                app_secret: credentials.app_secret.clone(),
+                ahead: settings.auth.refresh_ahead,
+                interval: settings.auth.refresh_interval,
+                concurrency: settings.auth.refresh_concurrency,
+                send_auth_card: settings.auth.refresh_sends_auth_card,
+            },
+            db.clone(),
+            vault,
+            lark.clone(),
+            app_tokens.clone(),
+            Some(card_auth.clone()),
+        ));
+        board.register(&refresher);
+        let apaas = supervise::spawn(ApaasClient::new(
+            AilyConfig {
+                app_id: settings.aily.app_id.clone(),
+                skill_id: settings.aily.skill_id.clone(),
+                run_timeout: settings.aily.run_timeout,
+                poll_interval: settings.aily.poll_interval,
+            },
+            lark.clone(),
+            registry.clone(),
+            refresher.clone(),
+        ));
+        board.register(&apaas);
         Ok(Self {
             db,
             app_tokens,
             registry,
             card_auth,
+            refresher,
+            apaas,
             lark,
             board,
         })
     }
+
+    /// Ask the AI as `user_id` (an `open_id`), with that user's own token.
+    pub async fn call_ai_api(&self, user_id: &str, prompt: &str) -> Result<AiResult, ApaasError> {
+        call_ai_api(&self.apaas, user_id, prompt).await
+    }
+}
+
+/// Ask the AI as `user_id` through `apaas`: the quickstart's `call_ai_api`.
+pub async fn call_ai_api(
+    apaas: &Addr<ApaasClient>,
+    user_id: &str,
+    prompt: &str,
+) -> Result<AiResult, ApaasError> {
+    apaas
+        .send(CallAiApi {
+            user_id: user_id.to_owned(),
+            prompt: prompt.to_owned(),
+        })
+        .await?
 }
 
 /// The running service.
@@ -191,6 +246,7 @@ pub struct Application {
     db: Db,
     board: StatusBoard,
     router: Addr<EventRouter>,
+    apaas: Addr<ApaasClient>,
 }
 
 impl Application {
@@ -211,10 +267,13 @@ impl Application {
             app_tokens,
             registry,
             card_auth,
+            refresher,
+            apaas,
             lark,
             mut board,
         } = Core::start(&settings).await?;
         platform.bind(lark.clone(), app_tokens);
+        refresher.do_send(StartSchedule);
         let credentials = settings.require_for_serve()?;
         let device_logins = supervise::spawn(DeviceLogins::new(
             FeishuDeviceClient::new(
@@ -286,6 +345,7 @@ impl Application {
             card_auth: card_auth.clone(),
             device_logins,
             user_sync,
+            apaas: apaas.clone(),
             router: router.clone(),
             forwarding,
             webhook: WebhookSettings {
@@ -324,6 +384,7 @@ impl Application {
             db,
             board,
             router,
+            apaas,
         })
     }
 
@@ -343,6 +404,11 @@ impl Application {
     /// The event router, for feeding events in directly.
     pub fn router(&self) -> &Addr<EventRouter> {
         &self.router
+    }
+
+    /// The AI client: `call_ai_api(app.apaas(), user_id, prompt)`.
+    pub fn apaas(&self) -> &Addr<ApaasClient> {
+        &self.apaas
     }
 
     /// A handle that stops the HTTP server (gracefully, or not).

@@ -15,7 +15,9 @@ use clap::Args;
 use serde_json::{json, Value};
 
 use super::CliError;
+use crate::apaas::apaas_client::AiResult;
 use crate::auth::vault::EncryptionKey;
+use crate::cli::ai::render as render_ai;
 use crate::config::{defaults, overlay, Settings};
 use crate::sim::card_click;
 use crate::sim::oauth::SimUser;
@@ -119,6 +121,7 @@ impl Demo {
         let sent = self.send_card(out).await?;
         self.click(out, &sent).await?;
         self.session_row(out, &sent).await?;
+        self.ai_call(out).await?;
         self.user_info_sync(out, &sent).await?;
         self.metrics(out).await?;
         Ok(())
@@ -275,6 +278,41 @@ impl Demo {
         Ok(())
     }
 
+    /// An AI call as the user who just authorized, with their own token.
+    async fn ai_call(&self, out: &mut impl Write) -> Result<(), DemoError> {
+        let step = failed("call the AI API as the user");
+        say(
+            out,
+            "🤖 Calling AI API as the user (POST /admin/apaas/ai)...",
+        );
+        let body = self
+            .post(
+                "/admin/apaas/ai",
+                json!({"user_id": DEMO_OPEN_ID, "prompt": "用一句话介绍飞书"}),
+            )
+            .await
+            .map_err(&step)?;
+        let result: AiResult = serde_json::from_value(body).map_err(|e| step(e.to_string()))?;
+        let state = self.sim.state();
+        let calls = state.open_api.aily.calls();
+        let as_user = calls.iter().all(|c| {
+            c.bearer
+                .as_deref()
+                .and_then(|t| state.open_api.oauth.access_token_owner(t))
+                .as_deref()
+                == Some(DEMO_OPEN_ID)
+        });
+        if calls.is_empty() || !as_user || result.response.is_empty() {
+            return Err(step(format!(
+                "{} Aily calls, all with the user's token: {as_user}; answer {:?}",
+                calls.len(),
+                result.response
+            )));
+        }
+        say(out, &render_ai(&result));
+        Ok(())
+    }
+
     /// The user changes their display name on the platform; a sync run
     /// (as the schedule or an operator starts it) brings the row up to date.
     async fn user_info_sync(&self, out: &mut impl Write, sent: &Value) -> Result<(), DemoError> {
@@ -360,6 +398,7 @@ impl Demo {
                     "lark_auth_sessions",
                     "lark_user_sync_runs_total",
                     "lark_user_sync_users_total",
+                    "lark_apaas_requests_total",
                 ]
                 .iter()
                 .any(|m| l.starts_with(m))

@@ -4,6 +4,7 @@
 //! Exit codes: 0 success, 2 usage or configuration error, 1 anything else
 //! (the `auth` commands keep the Auth Guard's own contract).
 
+pub mod ai;
 pub mod auth;
 pub mod demo;
 pub mod migrate;
@@ -43,6 +44,8 @@ pub enum Command {
     Migrate,
     /// Create an authorization session for a user and send them the card.
     SendAuthCard(send_auth_card::SendAuthCardArgs),
+    /// Ask the AI (the Aily app in AILY_APP_ID) as a user, with their token.
+    Ai(ai::AiArgs),
     /// List authorization sessions (never their tokens).
     Sessions(sessions::SessionsArgs),
     /// Run one user-info sync now and show its progress.
@@ -92,6 +95,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Auth { cmd } => auth::run(cmd).await,
             Command::SendAuthCard(args) => exit_code(send_auth_card::run(args).await),
             Command::Sessions(args) => exit_code(sessions::run(args).await),
+            Command::Ai(args) => exit_code(ai::run(args).await),
             Command::Sync => exit_code(sync::run().await),
         }
     })

@@ -26,6 +26,9 @@ diesel::table! {
         updated_at -> Timestamp,
         completed_at -> Nullable<Timestamp>,
         last_synced_at -> Nullable<Timestamp>,
+        refresh_claimed_by -> Nullable<Text>,
+        refresh_claimed_until -> Nullable<Timestamp>,
+        refresh_attempts -> Integer,
     }
 }
 

@@ -42,6 +42,15 @@ pub enum ApiError {
     /// The open platform failed or refused.
     #[error("{message}")]
     BadGateway { code: &'static str, message: String },
+    /// The open platform did not finish in time.
+    #[error("{message}")]
+    GatewayTimeout { code: &'static str, message: String },
+    /// The open platform's rate limit; the answer carries `Retry-After`.
+    #[error("{message}")]
+    TooManyRequests {
+        message: String,
+        retry_after: std::time::Duration,
+    },
     #[error("internal error")]
     Internal(String),
 }
@@ -82,7 +91,9 @@ impl ApiError {
             | Self::Conflict { code, .. }
             | Self::Unavailable { code, .. }
             | Self::BadGateway { code, .. }
+            | Self::GatewayTimeout { code, .. }
             | Self::Forbidden { code, .. } => code,
+            Self::TooManyRequests { .. } => "rate_limited",
             Self::Unauthorized => "unauthorized",
             Self::Internal(_) => "internal",
         }
@@ -99,6 +110,8 @@ impl ResponseError for ApiError {
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadGateway { .. } => StatusCode::BAD_GATEWAY,
+            Self::GatewayTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            Self::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -110,6 +123,11 @@ impl ResponseError for ApiError {
         let mut resp = HttpResponse::build(self.status_code());
         if matches!(self, Self::Unauthorized) {
             resp.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        if let Self::TooManyRequests { retry_after, .. } = self {
+            // Whole seconds, rounded up: a zero would invite an instant retry.
+            let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+            resp.insert_header(("Retry-After", seconds.max(1).to_string()));
         }
         resp.json(ErrorBody {
             error: ErrorDetail {
@@ -188,6 +206,36 @@ impl From<crate::auth::error::AuthError> for ApiError {
             A::Db(db) => db.into(),
             A::Mailbox(m) => m.into(),
             A::Vault(_) => Self::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::apaas::error::ApaasError> for ApiError {
+    fn from(e: crate::apaas::error::ApaasError) -> Self {
+        use crate::apaas::error::ApaasError as A;
+        let message = e.to_string();
+        match e {
+            A::NotConfigured => Self::unavailable("not_configured", message),
+            A::BadInput(_) => Self::bad_request("bad_input", message),
+            A::AuthRequired { .. } => Self::conflict("auth_required", message),
+            A::TokenUnavailable(_) => Self::unavailable("token_unavailable", message),
+            A::Unavailable(_) => Self::unavailable("unavailable", message),
+            A::Timeout { .. } => Self::GatewayTimeout {
+                code: "ai_timeout",
+                message,
+            },
+            A::RunFailed { .. } | A::NoReply { .. } => Self::BadGateway {
+                code: "ai_run_failed",
+                message,
+            },
+            A::RateLimited { retry_after } => Self::TooManyRequests {
+                message,
+                retry_after,
+            },
+            A::Platform(_) => Self::BadGateway {
+                code: "platform_error",
+                message,
+            },
         }
     }
 }

@@ -48,6 +48,7 @@ pub struct AppState {
     pub forwarding: crate::forward::Forwarding,
     pub webhook: WebhookSettings,
     pub user_sync: Addr<UserInfoSync>,
+    pub apaas: Addr<crate::apaas::apaas_client::ApaasClient>,
 }
 
 /// The HTTP callback path's settings.
@@ -113,6 +114,7 @@ pub fn configure(cfg: &mut ServiceConfig) {
                 .wrap(actix_web::middleware::from_fn(require_admin))
                 .service(admin::actors::list)
                 .service(admin::actors::restart)
+                .service(admin::apaas::ai)
                 .service(admin::auth_cards::send)
                 .service(admin::device_logins::start)
                 .service(admin::sessions::list)

@@ -1,3 +1,5 @@
-//! Keeping tokens fresh: the app's own tokens, and (later) users' tokens.
+//! Keeping tokens fresh: the app's own tokens ([`app_token_cache`]) and
+//! users' tokens ([`token_refresher`]).
 
 pub mod app_token_cache;
+pub mod token_refresher;

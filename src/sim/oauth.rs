@@ -108,7 +108,7 @@ impl SimUser {
 
 /// Which endpoint generation issued a refresh token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Generation {
+pub enum Generation {
     V1,
     V2,
 }
@@ -259,6 +259,29 @@ impl OAuthState {
         let mut inner = lock(&self.inner);
         ensure_user(&mut inner, open_id);
         issue_tokens(&mut inner, open_id, DEFAULT_SCOPE, Generation::V2, false).access_token
+    }
+
+    /// A live access token and refresh token of `generation` for
+    /// `open_id`, as if they had just authorized through that generation's
+    /// endpoint: for seeding sessions the refresher can refresh.
+    pub fn grant_token_pair(&self, open_id: &str, generation: Generation) -> (String, String) {
+        let mut inner = lock(&self.inner);
+        ensure_user(&mut inner, open_id);
+        let issued = issue_tokens(&mut inner, open_id, DEFAULT_SCOPE, generation, true);
+        let refresh = issued.refresh_token.unwrap_or_default();
+        (issued.access_token, refresh)
+    }
+
+    /// Every user access and refresh token issued so far, live or not: for
+    /// checking that none of them leaked into a log.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        let inner = lock(&self.inner);
+        inner
+            .access
+            .keys()
+            .chain(inner.refresh.keys())
+            .cloned()
+            .collect()
     }
 
     /// A fresh code for `open_id` with [`DEFAULT_SCOPE`], bound to no

@@ -3,17 +3,21 @@
 //! flow for each: every user is added to the simulated directory, granted
 //! a live access token, and stored the way a completed authorization
 //! stores them (profile copied, token sealed by the vault).
+//!
+//! [`completed_sessions`] stores an access token only; [`refreshable_sessions`]
+//! stores a card authorization's v1 token pair with a chosen expiry, for the
+//! token refresher to find due.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::oauth::{OAuthState, SimUser};
+use super::oauth::{Generation, OAuthState, SimUser};
 use crate::auth::vault::{Vault, VaultError};
 use crate::db::schema::user_auth_sessions;
 use crate::db::{AnyConnection, DbError};
 use crate::domain::{AuthMethod, SessionState};
 
-/// Rows per INSERT: 14 columns × 500 stays under both backends' limit on
+/// Rows per INSERT: 16 columns × 500 stays under both backends' limit on
 /// bound parameters.
 const CHUNK: usize = 500;
 
@@ -38,6 +42,8 @@ struct SeededSession {
     auth_method: &'static str,
     state: &'static str,
     access_token_enc: Option<String>,
+    refresh_token_enc: Option<String>,
+    token_expires_at: Option<NaiveDateTime>,
     expires_at: NaiveDateTime,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
@@ -55,10 +61,53 @@ pub fn completed_sessions(
     users: impl IntoIterator<Item = SimUser>,
     at: NaiveDateTime,
 ) -> Result<usize, SeedError> {
+    let grant = |open_id: &str| (oauth.grant_access_token(open_id), None);
+    seed(conn, oauth, vault, app_id, users, at, None, grant)
+}
+
+/// Like [`completed_sessions`], with a v1 token pair (what a card click
+/// grants) whose access token the database says expires at
+/// `token_expires_at`.
+pub fn refreshable_sessions(
+    conn: &mut AnyConnection,
+    oauth: &OAuthState,
+    vault: &Vault,
+    app_id: &str,
+    users: impl IntoIterator<Item = SimUser>,
+    at: NaiveDateTime,
+    token_expires_at: NaiveDateTime,
+) -> Result<usize, SeedError> {
+    let grant = |open_id: &str| {
+        let (access, refresh) = oauth.grant_token_pair(open_id, Generation::V1);
+        (access, Some(refresh))
+    };
+    seed(
+        conn,
+        oauth,
+        vault,
+        app_id,
+        users,
+        at,
+        Some(token_expires_at),
+        grant,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn seed(
+    conn: &mut AnyConnection,
+    oauth: &OAuthState,
+    vault: &Vault,
+    app_id: &str,
+    users: impl IntoIterator<Item = SimUser>,
+    at: NaiveDateTime,
+    token_expires_at: Option<NaiveDateTime>,
+    grant: impl Fn(&str) -> (String, Option<String>),
+) -> Result<usize, SeedError> {
     let mut chunk = Vec::with_capacity(CHUNK);
     let mut stored = 0;
     for user in users {
-        let token = oauth.grant_access_token(&user.open_id);
+        let (access, refresh) = grant(&user.open_id);
         chunk.push(SeededSession {
             session_id: uuid::Uuid::new_v4().to_string(),
             app_id: app_id.to_owned(),
@@ -68,7 +117,9 @@ pub fn completed_sessions(
             avatar_url: Some(user.avatar_url.clone()),
             auth_method: AuthMethod::WebsocketCard.as_str(),
             state: SessionState::Completed.as_str(),
-            access_token_enc: Some(vault.seal(&token)?),
+            access_token_enc: Some(vault.seal(&access)?),
+            refresh_token_enc: refresh.map(|t| vault.seal(&t)).transpose()?,
+            token_expires_at,
             expires_at: at,
             created_at: at,
             updated_at: at,

@@ -16,6 +16,7 @@ async fn the_demo_walks_every_quickstart_step() {
         "✅ Authorization completed!",
         "User: 张三 (zhangsan@example.com)",
         "| completed |",
+        "✅ AI API call successful!",
         "finished: 1/1 users checked, 1 updated",
         "User: 张三 (Zhang San)",
         "lark_auth_completed_total{method=\"websocket_card\"}",

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod apaas;
 mod authorization;
 mod cli;
 mod control_surface;
@@ -17,5 +18,6 @@ mod long_connection;
 mod openapi;
 mod operator_assets;
 mod persistence;
+mod refresh;
 mod sync;
 mod user_device_login;

@@ -18,6 +18,7 @@ const PROMISED: &[(&str, &str)] = &[
     ("post", "/webhook/event"),
     ("get", "/admin/actors"),
     ("post", "/admin/actors/{name}/restart"),
+    ("post", "/admin/apaas/ai"),
     ("post", "/admin/auth-cards"),
     ("post", "/admin/device-logins"),
     ("get", "/admin/sessions"),

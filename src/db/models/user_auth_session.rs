@@ -35,6 +35,9 @@ pub struct UserAuthSession {
     pub updated_at: NaiveDateTime,
     pub completed_at: Option<NaiveDateTime>,
     pub last_synced_at: Option<NaiveDateTime>,
+    pub refresh_claimed_by: Option<String>,
+    pub refresh_claimed_until: Option<NaiveDateTime>,
+    pub refresh_attempts: i32,
 }
 
 /// A new pending session.
@@ -308,4 +311,201 @@ pub fn mark_reauth_required(
     ))
     .execute(conn)?
         == 1)
+}
+
+/// A session claimed for a token refresh: what the refresher needs of it.
+/// Token columns are vault ciphertext.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = crate::db::schema::user_auth_sessions)]
+pub struct RefreshClaim {
+    pub id: i64,
+    pub session_id: String,
+    pub open_id: Option<String>,
+    pub auth_method: String,
+    pub access_token_enc: Option<String>,
+    pub refresh_token_enc: Option<String>,
+    pub token_expires_at: Option<NaiveDateTime>,
+    pub refresh_claimed_until: Option<NaiveDateTime>,
+    pub refresh_attempts: i32,
+}
+
+/// Claim up to `limit` completed sessions with a refresh token whose access
+/// token expires by `due_by`, soonest first, for `owner` until
+/// `lease_until`. Run it in a write transaction: on PostgreSQL the rows are
+/// picked `FOR UPDATE SKIP LOCKED`, so two replicas claiming at once get
+/// disjoint rows (and a row claimed and committed meanwhile fails the
+/// re-checked filter); SQLite's `BEGIN IMMEDIATE` serialises claimers.
+pub fn claim_due_refreshes(
+    conn: &mut AnyConnection,
+    owner: &str,
+    due_by: NaiveDateTime,
+    limit: i64,
+    lease_until: NaiveDateTime,
+) -> Result<Vec<RefreshClaim>, DbError> {
+    let now = crate::db::now();
+    let due = s::user_auth_sessions
+        .filter(s::state.eq(SessionState::Completed.as_str()))
+        .filter(s::token_expires_at.le(due_by))
+        .filter(s::refresh_token_enc.is_not_null())
+        .filter(
+            s::refresh_claimed_until
+                .is_null()
+                .or(s::refresh_claimed_until.lt(now)),
+        )
+        .order(s::token_expires_at.asc())
+        .limit(limit)
+        .select(s::id);
+    let ids: Vec<i64> = match conn {
+        AnyConnection::Postgresql(c) => due.for_update().skip_locked().load(c)?,
+        AnyConnection::Sqlite(c) => due.load(c)?,
+    };
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    diesel::update(s::user_auth_sessions.filter(s::id.eq_any(&ids)))
+        .set((
+            s::refresh_claimed_by.eq(owner),
+            s::refresh_claimed_until.eq(lease_until),
+        ))
+        .execute(conn)?;
+    Ok(s::user_auth_sessions
+        .filter(s::id.eq_any(&ids))
+        .select(RefreshClaim::as_select())
+        .load(conn)?)
+}
+
+/// Claim one session for `owner` until `lease_until`, if it is completed,
+/// holds a refresh token and nobody else holds it. A backoff left by a
+/// failed attempt does not stop this claim: it is made for a caller that
+/// needs the token now. Run it in a write transaction.
+pub fn claim_session_refresh(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    owner: &str,
+    lease_until: NaiveDateTime,
+) -> Result<Option<RefreshClaim>, DbError> {
+    let now = crate::db::now();
+    let claimed = diesel::update(
+        s::user_auth_sessions
+            .filter(s::session_id.eq(session_id))
+            .filter(s::state.eq(SessionState::Completed.as_str()))
+            .filter(s::refresh_token_enc.is_not_null())
+            .filter(
+                s::refresh_claimed_by
+                    .is_null()
+                    .or(s::refresh_claimed_until.lt(now)),
+            ),
+    )
+    .set((
+        s::refresh_claimed_by.eq(owner),
+        s::refresh_claimed_until.eq(lease_until),
+    ))
+    .execute(conn)?;
+    if claimed == 0 {
+        return Ok(None);
+    }
+    Ok(s::user_auth_sessions
+        .filter(s::session_id.eq(session_id))
+        .select(RefreshClaim::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+/// The new token pair of a refresh (vault ciphertext).
+#[derive(Debug, Clone, AsChangeset)]
+#[diesel(table_name = crate::db::schema::user_auth_sessions)]
+pub struct RefreshedTokens {
+    pub access_token_enc: Option<String>,
+    pub refresh_token_enc: Option<String>,
+    pub scope: Option<String>,
+    pub token_expires_at: Option<NaiveDateTime>,
+    pub refresh_expires_at: Option<NaiveDateTime>,
+    pub updated_at: NaiveDateTime,
+}
+
+/// Write `owner`'s refreshed tokens to row `id` and release the claim, in
+/// one statement. Refused (false) when the row is no longer `owner`'s or no
+/// longer completed (revoked meanwhile: the new tokens are dropped).
+pub fn store_refreshed(
+    conn: &mut AnyConnection,
+    id: i64,
+    owner: &str,
+    tokens: &RefreshedTokens,
+) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        s::user_auth_sessions
+            .filter(s::id.eq(id))
+            .filter(s::refresh_claimed_by.eq(owner))
+            .filter(s::state.eq(SessionState::Completed.as_str())),
+    )
+    .set((
+        tokens,
+        s::refresh_claimed_by.eq(None::<String>),
+        s::refresh_claimed_until.eq(None::<NaiveDateTime>),
+        s::refresh_attempts.eq(0),
+        s::error.eq(None::<String>),
+    ))
+    .execute(conn)?
+        == 1)
+}
+
+/// Release `owner`'s claim on row `id` after a failed attempt: nobody
+/// claims it again before `retry_at` (unless a caller needs the token
+/// now). Returns whether the claim was still `owner`'s.
+pub fn release_refresh(
+    conn: &mut AnyConnection,
+    id: i64,
+    owner: &str,
+    retry_at: NaiveDateTime,
+    error: &str,
+) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        s::user_auth_sessions
+            .filter(s::id.eq(id))
+            .filter(s::refresh_claimed_by.eq(owner)),
+    )
+    .set((
+        s::refresh_claimed_by.eq(None::<String>),
+        s::refresh_claimed_until.eq(retry_at),
+        s::refresh_attempts.eq(s::refresh_attempts + 1),
+        s::error.eq(error),
+        s::updated_at.eq(crate::db::now()),
+    ))
+    .execute(conn)?
+        == 1)
+}
+
+/// Move `owner`'s claimed row `id` to `reauth_required` and release the
+/// claim: the platform refused its refresh token for good. Returns whether
+/// it moved.
+pub fn refresh_refused(
+    conn: &mut AnyConnection,
+    id: i64,
+    owner: &str,
+    reason: &str,
+) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        s::user_auth_sessions
+            .filter(s::id.eq(id))
+            .filter(s::refresh_claimed_by.eq(owner))
+            .filter(s::state.eq(SessionState::Completed.as_str())),
+    )
+    .set((
+        s::state.eq(SessionState::ReauthRequired.as_str()),
+        s::error.eq(reason),
+        s::refresh_claimed_by.eq(None::<String>),
+        s::refresh_claimed_until.eq(None::<NaiveDateTime>),
+        s::updated_at.eq(crate::db::now()),
+    ))
+    .execute(conn)?
+        == 1)
+}
+
+/// How many completed sessions have an access token expiring by `by`.
+pub fn count_expiring(conn: &mut AnyConnection, by: NaiveDateTime) -> Result<i64, DbError> {
+    Ok(s::user_auth_sessions
+        .filter(s::state.eq(SessionState::Completed.as_str()))
+        .filter(s::token_expires_at.le(by))
+        .count()
+        .get_result(conn)?)
 }

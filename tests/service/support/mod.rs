@@ -204,3 +204,91 @@ where
         actix_rt::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// The key [`settings_for`] configures, for sealing and opening tokens in tests.
+pub fn test_vault() -> lark_service::auth::vault::Vault {
+    let key =
+        lark_service::auth::vault::EncryptionKey::from_hex(&"11".repeat(32)).expect("test key");
+    lark_service::auth::vault::Vault::new(&key)
+}
+
+/// Store completed sessions for `users` holding a v1 token pair (granted
+/// by the simulator) whose access token the database says expires at
+/// `token_expires_at`.
+pub fn seed_refreshable(
+    app: &TestApp,
+    users: Vec<lark_service::sim::oauth::SimUser>,
+    token_expires_at: chrono::NaiveDateTime,
+) {
+    let url = lark_service::db::DatabaseUrl::parse(app.db.url()).expect("test database URL");
+    let mut conn = lark_service::db::connection::ConnectionManager::new(url)
+        .establish()
+        .expect("test database reachable");
+    let n = users.len();
+    let stored = lark_service::sim::seed::refreshable_sessions(
+        &mut conn,
+        &app.sim.state().open_api.oauth,
+        &test_vault(),
+        lark_service::sim::SIM_APP_ID,
+        users,
+        lark_service::db::now(),
+        token_expires_at,
+    )
+    .expect("sessions seeded");
+    assert_eq!(stored, n);
+}
+
+/// `now + seconds`, as the database stores times.
+pub fn in_seconds(seconds: i64) -> chrono::NaiveDateTime {
+    lark_service::db::now() + chrono::Duration::seconds(seconds)
+}
+
+impl TestApp {
+    /// Every session of `open_id`, newest first, straight from the database.
+    pub async fn sessions_of(
+        &self,
+        open_id: &str,
+    ) -> Vec<lark_service::db::models::user_auth_session::UserAuthSession> {
+        use lark_service::db::models::user_auth_session;
+        let open_id = open_id.to_owned();
+        self.app_db
+            .read(move |c| {
+                user_auth_session::list(c, None, 10_000).map(|rows| {
+                    rows.into_iter()
+                        .filter(|r| r.open_id.as_deref() == Some(open_id.as_str()))
+                        .collect()
+                })
+            })
+            .await
+            .expect("read")
+    }
+
+    /// The latest session of `open_id`.
+    pub async fn session_of(
+        &self,
+        open_id: &str,
+    ) -> lark_service::db::models::user_auth_session::UserAuthSession {
+        self.sessions_of(open_id)
+            .await
+            .into_iter()
+            .next()
+            .expect("the session exists")
+    }
+
+    /// The access token stored for `open_id`, opened.
+    pub async fn stored_access_token(&self, open_id: &str) -> String {
+        let row = self.session_of(open_id).await;
+        test_vault()
+            .open(row.access_token_enc.as_deref().expect("an access token"))
+            .expect("the token opens")
+    }
+
+    /// `POST /admin/apaas/ai` as `user_id`.
+    pub async fn ask_ai(&self, user_id: &str, prompt: &str) -> reqwest::Response {
+        self.admin_post(
+            "/admin/apaas/ai",
+            serde_json::json!({"user_id": user_id, "prompt": prompt}),
+        )
+        .await
+    }
+}

@@ -1,6 +1,7 @@
 //! `/admin/*`: the operator API, behind the bearer token.
 
 pub mod actors;
+pub mod apaas;
 pub mod auth_cards;
 pub mod device_logins;
 pub mod outbox;
