@@ -61,14 +61,18 @@ async fn main() -> Result<(), BoxError> {
     let elapsed = started.elapsed();
     // The last write-backs follow the platform's answers by a moment.
     let fresh_after = now + chrono::Duration::seconds(3600);
-    wait_until("every new pair to be stored", Duration::from_secs(60), || {
-        let db = db.clone();
-        async move {
-            db.read(move |c| user_auth_session::count_expiring(c, fresh_after))
-                .await
-                .is_ok_and(|due| due == 0)
-        }
-    })
+    wait_until(
+        "every new pair to be stored",
+        Duration::from_secs(60),
+        || {
+            let db = db.clone();
+            async move {
+                db.read(move |c| user_auth_session::count_expiring(c, fresh_after))
+                    .await
+                    .is_ok_and(|due| due == 0)
+            }
+        },
+    )
     .await?;
     let end = service.usage()?;
     service.stop()?;
