@@ -12,38 +12,27 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use lark_service::auth::vault::{EncryptionKey, Vault};
-use lark_service::db::connection::ConnectionManager;
-use lark_service::db::{DatabaseUrl, Db};
-use lark_service::sim::oauth::SimUser;
-use lark_service::sim::{seed, Simulator, SIM_APP_ID};
+use lark_service::sim::{seed, SIM_APP_ID};
 use serde_json::Value;
-use support::{free_port, mib, service_env, Report, ServiceProcess};
+use support::{free_port, mib, service_env, Report, ServiceProcess, Setup};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 #[actix_rt::main]
 async fn main() -> Result<(), BoxError> {
-    let users: usize = std::env::var("SYNC_BENCH_USERS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100_000);
-    let dir = tempfile::tempdir()?;
-    let database_url = std::env::args()
-        .skip(1)
-        .find(|a| a.starts_with("postgres://"))
-        .unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
-    let url = DatabaseUrl::parse(&database_url)?;
-    let backend = url.backend().to_string();
-
-    let sim = Simulator::start()?;
-    let db = Db::start(lark_service::db::connection::build_pool(&url)?);
-    db.migrate().await?;
-    let mut conn = ConnectionManager::new(url).establish()?;
-    let vault = Vault::new(&EncryptionKey::from_hex(support::ENCRYPTION_KEY_HEX)?);
+    let setup = Setup::new("SYNC_BENCH_USERS").await?;
+    let population = setup.population();
+    let Setup {
+        dir,
+        database_url,
+        backend,
+        sim,
+        db: _db,
+        mut conn,
+        vault,
+        users,
+    } = setup;
     let oauth = &sim.state().open_api.oauth;
-    let population =
-        (0..users).map(|n| SimUser::new(&format!("ou_bench{n:026}"), &format!("User {n}")));
     seed::completed_sessions(
         &mut conn,
         oauth,

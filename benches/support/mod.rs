@@ -253,3 +253,66 @@ pub fn ms(d: Duration) -> f64 {
 pub fn mib(kib: u64) -> f64 {
     (kib as f64 / 1024.0 * 10.0).round() / 10.0
 }
+
+/// What a benchmark of N simulated users sets up before the service starts.
+pub struct Setup {
+    /// Holds the SQLite file and is the service's working directory.
+    pub dir: tempfile::TempDir,
+    pub database_url: String,
+    pub backend: String,
+    pub sim: Simulator,
+    /// The bench's own handle on the database, migrated.
+    pub db: lark_service::db::Db,
+    /// A connection for seeding.
+    pub conn: lark_service::db::AnyConnection,
+    /// The vault the service will open the seeded tokens with.
+    pub vault: lark_service::auth::vault::Vault,
+    /// `$VAR`, or 100,000.
+    pub users: usize,
+}
+
+impl Setup {
+    /// SQLite in a temporary directory, or the `postgres://…` URL among the
+    /// arguments; the user count from `users_var`.
+    pub async fn new(users_var: &str) -> Result<Self, Box<dyn std::error::Error + Send + Sync>> {
+        use lark_service::auth::vault::{EncryptionKey, Vault};
+        use lark_service::db::connection::{build_pool, ConnectionManager};
+        use lark_service::db::DatabaseUrl;
+        let users = std::env::var(users_var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(100_000);
+        let dir = tempfile::tempdir()?;
+        let database_url = std::env::args()
+            .skip(1)
+            .find(|a| a.starts_with("postgres://"))
+            .unwrap_or_else(|| format!("sqlite://{}/bench.db", dir.path().display()));
+        let url = DatabaseUrl::parse(&database_url)?;
+        let backend = url.backend().to_string();
+        let sim = Simulator::start()?;
+        let db = lark_service::db::Db::start(build_pool(&url)?);
+        db.migrate().await?;
+        let conn = ConnectionManager::new(url).establish()?;
+        let vault = Vault::new(&EncryptionKey::from_hex(ENCRYPTION_KEY_HEX)?);
+        Ok(Self {
+            dir,
+            database_url,
+            backend,
+            sim,
+            db,
+            conn,
+            vault,
+            users,
+        })
+    }
+
+    /// The simulated users `0..users`.
+    pub fn population(&self) -> impl Iterator<Item = lark_service::sim::oauth::SimUser> {
+        (0..self.users).map(|n| {
+            lark_service::sim::oauth::SimUser::new(
+                &format!("ou_bench{n:026}"),
+                &format!("User {n}"),
+            )
+        })
+    }
+}

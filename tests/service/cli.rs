@@ -194,3 +194,85 @@ fn send_auth_card_and_sessions_print_what_the_quickstart_shows() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--state"));
 }
+
+#[test]
+fn ai_prints_the_answer_as_the_user_and_names_what_is_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = lark_service::sim::Simulator::start().unwrap();
+    let db = format!("sqlite://{}", dir.path().join("ai.db").display());
+    let key = "33".repeat(32);
+    let with_env = |cmd: &mut Command| {
+        cmd.env("APP_ID", lark_service::sim::SIM_APP_ID)
+            .env("APP_SECRET", lark_service::sim::SIM_APP_SECRET)
+            .env("ENCRYPTION_KEY", &key)
+            .env("LARK_DOMAIN", sim.base_url())
+            .env("LARK_ACCOUNTS_DOMAIN", sim.base_url())
+            .env("AILY_POLL_INTERVAL_MS", "20")
+            .env("DATABASE_URL", &db);
+    };
+    let mut migrate = lark_service();
+    migrate.arg("migrate");
+    with_env(&mut migrate);
+    assert!(migrate.output().unwrap().status.success());
+    let url = lark_service::db::DatabaseUrl::parse(&db).unwrap();
+    let mut conn = lark_service::db::connection::ConnectionManager::new(url)
+        .establish()
+        .unwrap();
+    let vault = lark_service::auth::vault::Vault::new(
+        &lark_service::auth::vault::EncryptionKey::from_hex(&key).unwrap(),
+    );
+    let ada = lark_service::sim::oauth::SimUser::new("ou_cli00000000000000000000001", "Ada");
+    lark_service::sim::seed::refreshable_sessions(
+        &mut conn,
+        &sim.state().open_api.oauth,
+        &vault,
+        lark_service::sim::SIM_APP_ID,
+        [ada.clone()],
+        lark_service::db::now(),
+        lark_service::db::now() + chrono::Duration::hours(2),
+    )
+    .unwrap();
+
+    let mut unconfigured = lark_service();
+    unconfigured.args(["ai", &ada.open_id, "hi"]);
+    with_env(&mut unconfigured);
+    let out = unconfigured.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("AILY_APP_ID"));
+
+    let mut ask = lark_service();
+    ask.args(["ai", &ada.open_id, "What is 2+2?"])
+        .env("AILY_APP_ID", "spring_cli__c");
+    with_env(&mut ask);
+    let out = ask.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for expected in [
+        "✅ AI API call successful!",
+        "Response: Echo: What is 2+2?",
+        "Run ID: run_",
+        "Session ID: session_",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "missing `{expected}` in {stdout}"
+        );
+    }
+
+    let mut stranger = lark_service();
+    stranger
+        .args(["ai", "ou_cli00000000000000000000002", "hi"])
+        .env("AILY_APP_ID", "spring_cli__c");
+    with_env(&mut stranger);
+    let out = stranger.output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ou_cli00000000000000000000002") && stderr.contains("send-auth-card"),
+        "{stderr}"
+    );
+}
