@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
 use rand::Rng;
@@ -26,8 +26,9 @@ struct SinkState {
     down: AtomicBool,
     delay: Mutex<Duration>,
     reply: Mutex<Option<Value>>,
-    /// Event ids of accepted requests, in order, duplicates included.
-    received: Mutex<Vec<String>>,
+    /// Event ids of accepted requests and when they came, in order,
+    /// duplicates included.
+    received: Mutex<Vec<(String, Instant)>>,
     requests: AtomicU64,
     bad_requests: AtomicU64,
 }
@@ -108,6 +109,14 @@ impl EventSink {
 
     /// Event ids accepted so far, in order, duplicates included.
     pub fn received(&self) -> Vec<String> {
+        lock(&self.state.received)
+            .iter()
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    /// Accepted requests with their arrival times (for latency figures).
+    pub fn arrivals(&self) -> Vec<(String, Instant)> {
         lock(&self.state.received).clone()
     }
 
@@ -159,7 +168,7 @@ async fn receive(req: HttpRequest, body: web::Bytes, state: web::Data<SinkState>
         state.bad_requests.fetch_add(1, Ordering::SeqCst);
         return HttpResponse::Unauthorized().finish();
     }
-    lock(&state.received).push(event_id.to_owned());
+    lock(&state.received).push((event_id.to_owned(), Instant::now()));
     match lock(&state.reply).clone() {
         Some(reply) => HttpResponse::Ok().json(reply),
         None => HttpResponse::NoContent().finish(),

@@ -23,7 +23,7 @@ use lark_service::startup::Service;
 use serde_json::{json, Value};
 
 use crate::support::nats::TestStream;
-use crate::support::{backends, settings_for, spawn, wait_for, TestDb};
+use crate::support::{backends, metric_value, settings_for, spawn, wait_for, TestApp, TestDb};
 
 const SECRET: &str = "forwarding-test-secret-0123";
 
@@ -135,6 +135,69 @@ async fn every_event_reaches_an_http_sink_that_fails_and_goes_down() {
             sink.requests(),
             sink.received_count()
         );
+        app.stop().await;
+    }
+}
+
+#[actix_rt::test]
+async fn dead_letters_are_listed_and_retried_once_the_sink_is_back() {
+    const N: usize = 3;
+    for db in backends() {
+        let backend = db.backend();
+        let sink = EventSink::start(SECRET).unwrap();
+        sink.set_down(true);
+        let sinks = json!([{
+            "name": "hook", "type": "http", "events": ["im.message.*"], "url": sink.url(),
+            "secret": SECRET, "max_attempts": 3, "backoff_base_ms": 10, "backoff_max_ms": 20
+        }])
+        .to_string();
+        let app = spawn(db, &[("FORWARD_SINKS", &sinks)], |_| {}, |b| b).await;
+        for i in 0..N {
+            app.deliver(&event(i, "dead")).await;
+        }
+        let dead = wait_for("three dead letters", Duration::from_secs(20), || async {
+            let body: Value = app
+                .admin_get("/admin/outbox?state=dead")
+                .await
+                .json()
+                .await
+                .ok()?;
+            let rows = body["rows"].as_array()?.clone();
+            (rows.len() == N).then_some(rows)
+        })
+        .await;
+        for row in &dead {
+            assert_eq!(row["attempts"], 3, "{backend}: {row}");
+            assert_eq!(row["last_error"], "answered HTTP 503", "{backend}: {row}");
+            assert!(
+                row.get("payload").is_none(),
+                "{backend}: payloads stay private"
+            );
+        }
+        assert_eq!(sink.received_count(), 0);
+
+        let status = |path: String| {
+            let app = &app;
+            async move { app.admin_post(&path, json!({})).await.status().as_u16() }
+        };
+        assert_eq!(status("/admin/outbox/abc/retry".into()).await, 400);
+        assert_eq!(status("/admin/outbox/999999/retry".into()).await, 404);
+        sink.set_down(false);
+        for row in &dead {
+            let path = format!("/admin/outbox/{}/retry", row["id"]);
+            assert_eq!(status(path).await, 200, "{backend}");
+        }
+        wait_for("the retried events", Duration::from_secs(10), || async {
+            (sink.received_count() >= N).then_some(())
+        })
+        .await;
+        assert_all_arrived(&sink, &expected_ids(N, "dead"));
+        let path = format!("/admin/outbox/{}/retry", dead[0]["id"]);
+        wait_for("the row marked delivered", Duration::from_secs(10), || {
+            let path = path.clone();
+            async move { (status(path).await == 409).then_some(()) }
+        })
+        .await;
         app.stop().await;
     }
 }
@@ -346,26 +409,28 @@ fn foreign_click(sim: &Simulator) -> Value {
     )
 }
 
-#[actix_rt::test]
-async fn foreign_card_callbacks_are_answered_by_the_sink_or_a_neutral_toast() {
-    let db = TestDb::sqlite();
-    let sink = EventSink::start(SECRET).unwrap();
-    let answer = json!({"toast": {"type": "success", "content": "Vote counted"}});
-    sink.set_reply(answer.clone());
-    let sinks = http_sinks(&sink, "card.action.trigger");
-    let app = spawn(db, &[("FORWARD_SINKS", &sinks)], |_| {}, |b| b).await;
-
+/// What every kind of sink must do with foreign card callbacks: answer one
+/// (its answer is the callback response), and once `slow()` made it slower
+/// than the deadline, leave the user the fallback toast, in time and
+/// counted. `asked()` lists the event ids the sink has answered.
+async fn check_card_callbacks(
+    app: &TestApp,
+    sink: &str,
+    answer: &Value,
+    asked: impl Fn() -> Vec<String>,
+    slow: impl FnOnce(),
+) {
     let click = foreign_click(&app.sim);
     let outcome = app.deliver(&click).await;
     assert_eq!(
         outcome.body(),
-        Some(&answer),
-        "the sink's answer is the callback response"
+        Some(answer),
+        "the sink's answer is the response"
     );
     let id = click["header"]["event_id"].as_str().unwrap().to_owned();
-    assert_eq!(sink.received(), vec![id]);
+    assert_eq!(asked(), vec![id]);
 
-    sink.set_delay(Duration::from_secs(4));
+    slow();
     let started = Instant::now();
     let outcome = app.deliver(&foreign_click(&app.sim)).await;
     let took = started.elapsed();
@@ -375,11 +440,28 @@ async fn foreign_card_callbacks_are_answered_by_the_sink_or_a_neutral_toast() {
         took < Duration::from_millis(2500),
         "answered within the deadline: {took:?}"
     );
+    let series = format!("lark_forward_total{{sink=\"{sink}\",outcome=\"timeout\"}}");
     let metrics = app.metrics().await;
-    assert!(
-        metrics.contains("lark_forward_total{sink=\"hook\",outcome=\"timeout\"} 1"),
-        "{metrics}"
-    );
+    assert_eq!(metric_value(&metrics, &series), Some(1.0), "{series}");
+}
+
+#[actix_rt::test]
+async fn foreign_card_callbacks_are_answered_by_the_sink_or_a_neutral_toast() {
+    let db = TestDb::sqlite();
+    let sink = EventSink::start(SECRET).unwrap();
+    let answer = json!({"toast": {"type": "success", "content": "Vote counted"}});
+    sink.set_reply(answer.clone());
+    let sinks = http_sinks(&sink, "card.action.trigger");
+    let app = spawn(db, &[("FORWARD_SINKS", &sinks)], |_| {}, |b| b).await;
+
+    check_card_callbacks(
+        &app,
+        "hook",
+        &answer,
+        || sink.received(),
+        || sink.set_delay(Duration::from_secs(4)),
+    )
+    .await;
     app.stop().await;
 }
 
@@ -426,36 +508,18 @@ async fn foreign_card_callbacks_are_answered_over_nats_request_reply() {
     )
     .await;
 
-    let click = foreign_click(&app.sim);
-    let outcome = app.deliver(&click).await;
-    assert_eq!(
-        outcome.body(),
-        Some(&answer),
-        "the reply is the callback response"
-    );
-    let id = click["header"]["event_id"].as_str().unwrap().to_owned();
-    assert_eq!(*asked.lock().unwrap(), vec![id]);
-
-    delay_ms.store(4000, Ordering::SeqCst);
-    let started = Instant::now();
-    let outcome = app.deliver(&foreign_click(&app.sim)).await;
-    let took = started.elapsed();
-    assert_eq!(outcome.code(), 200);
-    assert_eq!(outcome.body().unwrap()["toast"]["content"], FALLBACK_TOAST);
-    assert!(
-        took < Duration::from_millis(2500),
-        "within the deadline: {took:?}"
-    );
+    check_card_callbacks(
+        &app,
+        "votes",
+        &answer,
+        || asked.lock().unwrap().clone(),
+        || delay_ms.store(4000, Ordering::SeqCst),
+    )
+    .await;
     assert_eq!(
         asked.lock().unwrap().len(),
         2,
         "the slow responder was asked"
-    );
-    let metrics = app.metrics().await;
-    assert!(
-        metrics.contains("lark_forward_total{sink=\"votes\",outcome=\"ok\"} 1")
-            && metrics.contains("lark_forward_total{sink=\"votes\",outcome=\"timeout\"} 1"),
-        "{metrics}"
     );
     assert_eq!(
         bus.count().await,
