@@ -11,6 +11,7 @@ mod demo;
 mod device_login;
 mod device_store;
 mod events;
+mod faults;
 mod forwarding;
 mod long_connection;
 mod openapi;
