@@ -36,10 +36,14 @@ use crate::refresh::token_refresher::{RefresherConfig, StartSchedule, TokenRefre
 use crate::supervise::{self, StatusBoard};
 use crate::sync::runner::{SyncOptions, SyncRunner};
 use crate::sync::user_info_sync::UserInfoSync;
-use crate::ws::connection::{WsConfig, WsConnection};
+use crate::ws::connection::{Drain, WsConfig, WsConnection};
 
 /// Seconds the HTTP server waits for in-flight requests on shutdown.
 const HTTP_SHUTDOWN_TIMEOUT_SECS: u64 = 4;
+/// How long shutdown waits for the long connection's events in flight:
+/// a handler's timeout plus a ledger write that waits out SQLite's busy
+/// timeout, with room to spare, and well inside a typical 30 s grace period.
+const WS_DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -247,6 +251,7 @@ pub struct Application {
     board: StatusBoard,
     router: Addr<EventRouter>,
     apaas: Addr<ApaasClient>,
+    ws: Addr<WsConnection>,
 }
 
 impl Application {
@@ -309,7 +314,9 @@ impl Application {
         );
         let outbox = supervise::spawn(Outbox::new(db.clone(), forwarding.clone(), sinks));
         board.register(&outbox);
-        let ledger = supervise::spawn(Ledger::new(db.clone()));
+        let ledger = Ledger::new(db.clone());
+        let ledger_health = ledger.health();
+        let ledger = supervise::spawn(ledger);
         board.register(&ledger);
         let router = supervise::spawn(EventRouter::new(handlers, ledger, forwarding.clone()));
         board.register(&router);
@@ -355,6 +362,7 @@ impl Application {
             readiness: Readiness {
                 ws_connected: Some(connected_rx.clone()),
                 fallback_to_http: settings.ws.fallback_to_http,
+                ledger: ledger_health,
             },
         });
         let openapi = web::Data::new(http::openapi::Rendered(
@@ -385,6 +393,7 @@ impl Application {
             board,
             router,
             apaas,
+            ws,
         })
     }
 
@@ -422,21 +431,33 @@ impl Application {
     }
 
     /// Serve until `shutdown` resolves, then stop gracefully: the HTTP server
-    /// drains in-flight requests (up to a few seconds); the actors and the
-    /// pool go when the caller's actix `System` ends.
+    /// drains in-flight requests (up to a few seconds) while the long
+    /// connection finishes and acks the events it took (see [`Drain`]); the
+    /// actors and the pool go when the caller's actix `System` ends.
     pub async fn run_until(
         self,
         shutdown: impl std::future::Future<Output = ()>,
     ) -> std::io::Result<()> {
         let handle = self.server.handle();
+        let ws = self.ws;
         let server = self.server;
         tokio::pin!(server);
         tokio::select! {
             result = &mut server => result,
             () = shutdown => {
                 tracing::info!("shutting down");
+                let drain = async {
+                    match tokio::time::timeout(WS_DRAIN_TIMEOUT, ws.send(Drain)).await {
+                        Ok(_) => tracing::info!("long connection drained"),
+                        Err(_) => tracing::warn!(
+                            timeout = ?WS_DRAIN_TIMEOUT,
+                            "events still in flight at shutdown; the platform will redeliver them"
+                        ),
+                    }
+                };
                 // The server future must keep being polled to carry out the stop.
-                let (result, ()) = futures_util::future::join(server, handle.stop(true)).await;
+                let (result, (), ()) =
+                    futures_util::future::join3(server, handle.stop(true), drain).await;
                 result
             }
         }

@@ -10,11 +10,20 @@
 //! Entries older than [`RETENTION`] are pruned: the platform stops
 //! redelivering long before (its last webhook retry comes about 7 hours
 //! after the first attempt).
+//!
+//! When a lookup or an insert fails, the database is taken to be down: the
+//! ledger answers lookups with an error at once (so no handler runs for an
+//! event that could not be recorded, and the event is not acked), publishes
+//! the failure for `/readyz` ([`Ledger::health`]), and probes the database
+//! with an empty write transaction every [`PROBE_INTERVAL`] until one
+//! commits. The probe is a write because a SQLite file whose write lock
+//! another process holds still answers reads; and because it runs by
+//! itself, the service recovers even if no event arrives to try again.
 
 use std::time::Duration;
 
 use actix::prelude::*;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 use crate::db::models::outbox_event::{self, NewOutboxEvent};
 use crate::db::models::processed_event::{self, ProcessedEvent};
@@ -28,6 +37,11 @@ pub const RETENTION: Duration = Duration::from_secs(3 * 24 * 3600);
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 /// The most ids one statement carries.
 const MAX_BATCH: usize = 512;
+/// Pause between write probes while the database is failing.
+pub const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// `None` while the ledger can write; otherwise why it cannot.
+pub type LedgerHealth = Option<String>;
 
 /// The ledger could not answer; the event must not be acked.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -91,6 +105,8 @@ pub struct Ledger {
     lifecycle: Lifecycle,
     checks: Queue<String>,
     records: Queue<(ProcessedEvent, Vec<NewOutboxEvent>)>,
+    health: watch::Sender<LedgerHealth>,
+    probing: bool,
 }
 
 impl Ledger {
@@ -100,7 +116,18 @@ impl Ledger {
             lifecycle: Lifecycle::new(NAME),
             checks: Queue::default(),
             records: Queue::default(),
+            health: watch::channel(None).0,
+            probing: false,
         }
+    }
+
+    /// Whether the ledger can write now, for readiness.
+    pub fn health(&self) -> watch::Receiver<LedgerHealth> {
+        self.health.subscribe()
+    }
+
+    fn failing(&self) -> Option<String> {
+        self.health.borrow().clone()
     }
 
     fn flush_checks(&mut self, ctx: &mut Context<Self>) {
@@ -112,7 +139,7 @@ impl Ledger {
         let lookup = async move { db.read(move |c| processed_event::existing(c, &ids)).await };
         ctx.spawn(lookup.into_actor(self).map(move |result, act, ctx| {
             act.checks.in_flight = false;
-            act.note(&result);
+            act.note(&result, ctx);
             match result {
                 Ok(found) => {
                     for (id, reply) in batch {
@@ -151,7 +178,7 @@ impl Ledger {
         };
         ctx.spawn(insert.into_actor(self).map(move |result, act, ctx| {
             act.records.in_flight = false;
-            act.note(&result);
+            act.note(&result, ctx);
             match result {
                 Ok(new) => {
                     for ((row, _), reply) in batch {
@@ -164,17 +191,50 @@ impl Ledger {
         }));
     }
 
-    fn note<T>(&mut self, result: &Result<T, DbError>) {
+    fn note<T>(&mut self, result: &Result<T, DbError>, ctx: &mut Context<Self>) {
         match result {
-            Ok(_) if self.lifecycle.state() == crate::supervise::ActorState::Degraded => {
-                self.lifecycle.running()
-            }
+            Ok(_) if self.failing().is_some() => self.recovered(),
             Ok(_) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "dedup ledger write failed");
+                tracing::warn!(error = %e, "dedup ledger unavailable; events are not acked until it recovers");
                 self.lifecycle.degraded(e);
+                self.health.send_replace(Some(e.to_string()));
+                self.probe_later(ctx);
             }
         }
+    }
+
+    fn recovered(&mut self) {
+        tracing::info!("dedup ledger writes again");
+        self.lifecycle.running();
+        self.health.send_replace(None);
+    }
+
+    /// Try an empty write transaction after [`PROBE_INTERVAL`], and again
+    /// after each failure, until one commits.
+    fn probe_later(&mut self, ctx: &mut Context<Self>) {
+        if self.probing {
+            return;
+        }
+        self.probing = true;
+        ctx.run_later(PROBE_INTERVAL, |act, ctx| {
+            let db = act.db.clone();
+            ctx.spawn(
+                async move { db.write(|_| Ok(())).await }
+                    .into_actor(act)
+                    .map(|result, act, ctx| {
+                        act.probing = false;
+                        match result {
+                            Ok(()) if act.failing().is_some() => act.recovered(),
+                            Ok(()) => {}
+                            Err(e) => {
+                                act.health.send_replace(Some(e.to_string()));
+                                act.probe_later(ctx);
+                            }
+                        }
+                    }),
+            );
+        });
     }
 
     fn prune(&mut self, ctx: &mut Context<Self>) {
@@ -215,12 +275,17 @@ impl Managed for Ledger {
     fn on_start(&mut self, ctx: &mut Context<Self>) {
         self.prune(ctx);
         ctx.run_interval(PRUNE_INTERVAL, |act, ctx| act.prune(ctx));
+        if self.failing().is_some() {
+            self.probe_later(ctx);
+        }
     }
 
     fn on_restart(&mut self) {
         // Waiting requests get an error through their dropped senders.
         self.checks = Queue::default();
         self.records = Queue::default();
+        // A restart drops the pending probe; `on_start` arms a new one.
+        self.probing = false;
     }
 
     fn in_flight(&self) -> u64 {
@@ -234,6 +299,11 @@ impl Handler<IsProcessed> for Ledger {
     type Result = ResponseFuture<Result<bool, LedgerError>>;
 
     fn handle(&mut self, msg: IsProcessed, ctx: &mut Context<Self>) -> Self::Result {
+        // While the database is down, refuse before any handler runs: its
+        // work could not be recorded, so it would only run again later.
+        if let Some(reason) = self.failing() {
+            return Box::pin(async move { Err(LedgerError(reason)) });
+        }
         let (tx, rx) = oneshot::channel();
         self.checks.waiting.push((msg.event_id, tx));
         self.flush_checks(ctx);

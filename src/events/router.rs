@@ -118,9 +118,14 @@ pub enum RouteOutcome {
     Duplicate,
     /// No handler and no sink for this type: acknowledged and dropped.
     Unhandled,
-    /// The handler failed or timed out, or the ledger was unreachable:
-    /// answer 500 so the platform delivers it again.
+    /// The handler failed or timed out: answer 500 so the platform
+    /// delivers it again.
     Failed(String),
+    /// The dedup ledger (the database) could not be reached, so the event
+    /// was not recorded and must not be acknowledged at all: over the long
+    /// connection no ack is sent (the platform redelivers what it has no
+    /// ack for), over the webhook the answer is 503.
+    Unavailable(String),
     /// Not an event envelope at all.
     Rejected(String),
 }
@@ -131,6 +136,7 @@ impl RouteOutcome {
         match self {
             Self::Handled(_) | Self::Duplicate | Self::Unhandled => 200,
             Self::Failed(_) => 500,
+            Self::Unavailable(_) => 503,
             Self::Rejected(_) => 400,
         }
     }
@@ -148,6 +154,7 @@ impl RouteOutcome {
     fn for_copy(self) -> Self {
         match self {
             Self::Failed(reason) => Self::Failed(reason),
+            Self::Unavailable(reason) => Self::Unavailable(reason),
             _ => Self::Duplicate,
         }
     }
@@ -158,6 +165,7 @@ impl RouteOutcome {
             Self::Duplicate => "duplicate",
             Self::Unhandled => "unhandled",
             Self::Failed(_) => "error",
+            Self::Unavailable(_) => "unavailable",
             Self::Rejected(_) => "rejected",
         }
     }
@@ -263,9 +271,9 @@ impl Handler<RouteEvent> for EventRouter {
                 {
                     Ok(Ok(true)) => return RouteOutcome::Duplicate,
                     Ok(Ok(false)) => {}
-                    Ok(Err(e)) => return RouteOutcome::Failed(e.to_string()),
+                    Ok(Err(e)) => return RouteOutcome::Unavailable(e.to_string()),
                     Err(e) => {
-                        return RouteOutcome::Failed(format!("dedup ledger unavailable: {e}"))
+                        return RouteOutcome::Unavailable(format!("dedup ledger unavailable: {e}"))
                     }
                 }
                 let body = match handler {
@@ -296,8 +304,8 @@ impl Handler<RouteEvent> for EventRouter {
                         }
                         RouteOutcome::Handled(body)
                     }
-                    Ok(Err(e)) => RouteOutcome::Failed(e.to_string()),
-                    Err(e) => RouteOutcome::Failed(format!("dedup ledger unavailable: {e}")),
+                    Ok(Err(e)) => RouteOutcome::Unavailable(e.to_string()),
+                    Err(e) => RouteOutcome::Unavailable(format!("dedup ledger unavailable: {e}")),
                 }
             }
             .instrument(span.clone())
@@ -308,7 +316,7 @@ impl Handler<RouteEvent> for EventRouter {
                 let _ = waiter.send(outcome.clone());
             }
             span.in_scope(|| match &outcome {
-                RouteOutcome::Failed(reason) => {
+                RouteOutcome::Failed(reason) | RouteOutcome::Unavailable(reason) => {
                     tracing::warn!(%reason, "event not handled; the platform will redeliver")
                 }
                 RouteOutcome::Duplicate => tracing::info!("duplicate event dropped"),

@@ -60,12 +60,16 @@ pub struct WebhookSettings {
     pub enabled: bool,
 }
 
-/// Which path events can arrive on, for `/readyz`.
+/// Which path events can arrive on, and whether they can be recorded, for `/readyz`.
 #[derive(Clone)]
 pub struct Readiness {
     /// `true` while the long connection is up; `None` when there is none.
     pub ws_connected: Option<watch::Receiver<bool>>,
     pub fallback_to_http: bool,
+    /// Why the dedup ledger cannot write, while it cannot. A read-only
+    /// ping misses this (a locked SQLite file still answers reads), and
+    /// an event that cannot be recorded is not acked.
+    pub ledger: watch::Receiver<crate::events::ledger::LedgerHealth>,
 }
 
 #[derive(Debug, Serialize)]

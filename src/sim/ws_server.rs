@@ -573,7 +573,14 @@ impl WsSim {
                     return;
                 }
                 match d.waiting.pop_front() {
-                    Some(id) => id,
+                    Some(id) => {
+                        // Out of the queue now: if the connection goes before
+                        // `send`, it must queue the message again.
+                        if let Some(m) = d.messages.get_mut(&id) {
+                            m.queued = false;
+                        }
+                        id
+                    }
                     None => return,
                 }
             };

@@ -17,6 +17,13 @@
 //!
 //! Events in flight when a socket drops are not acked on the next one: the
 //! platform redelivers them and the dedup ledger drops what was handled.
+//! Neither is an event the ledger could not record (the database is down):
+//! it gets no ack at all, so the platform sends it again.
+//!
+//! On shutdown, [`Drain`] stops taking new events (unacked, they are
+//! redelivered), lets the ones in flight finish, writes their acks, closes
+//! the socket and only then answers, so a restart neither drops work that
+//! was done nor leaves it unacked.
 
 use std::time::{Duration, Instant};
 
@@ -25,7 +32,7 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -74,7 +81,15 @@ enum Phase {
     Waiting,
     /// Gave up: a refusal retrying cannot fix, or attempts ran out.
     Stopped,
+    /// Shutting down: no new events, no reconnects (see [`Drain`]).
+    Draining,
 }
+
+/// Stop taking events, finish those in flight and write their acks, then
+/// close the socket. Answers once all that is done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Drain;
 
 /// One live socket's state; dropped as a whole when it ends.
 struct Live {
@@ -82,6 +97,8 @@ struct Live {
     endpoint_device_id: String,
     service_id: i32,
     writer: mpsc::Sender<Message>,
+    /// Ends once the writer has sent what was queued and closed the socket.
+    writer_done: tokio::task::JoinHandle<()>,
     reader: SpawnHandle,
     heartbeat: SpawnHandle,
     last_frame: Instant,
@@ -99,6 +116,8 @@ pub struct WsConnection {
     schedule: Option<ReconnectSchedule>,
     fragments: FragmentBuffer,
     in_flight: u64,
+    /// Callers of [`Drain`] waiting for it to finish.
+    drain_waiters: Vec<oneshot::Sender<()>>,
     connected_tx: watch::Sender<bool>,
     lifecycle: Lifecycle,
 }
@@ -124,6 +143,7 @@ impl WsConnection {
             schedule: None,
             fragments: FragmentBuffer::default(),
             in_flight: 0,
+            drain_waiters: Vec::new(),
             connected_tx,
             lifecycle: Lifecycle::new(NAME),
         }
@@ -136,6 +156,9 @@ impl WsConnection {
 
     /// Fetch an endpoint and connect.
     fn connect(&mut self, ctx: &mut Context<Self>) {
+        if self.phase == Phase::Draining {
+            return;
+        }
         self.phase = Phase::Connecting;
         let http = self.http.clone();
         let config = self.config.clone();
@@ -166,11 +189,15 @@ impl WsConnection {
     }
 
     fn connected(&mut self, endpoint: Endpoint, socket: Socket, ctx: &mut Context<Self>) {
+        if self.phase == Phase::Draining {
+            // Opened while shutting down: dropping it closes it unused.
+            return;
+        }
         self.client_config = self.client_config.updated(&endpoint.client_config);
         self.generation += 1;
         let (sink, stream) = socket.split();
         let (writer, queue) = mpsc::channel(WRITE_QUEUE);
-        actix::spawn(write_loop(sink, queue));
+        let writer_done = actix::spawn(write_loop(sink, queue));
         let reader = ctx.add_stream(tagged(stream, self.generation));
         let heartbeat = self.arm_heartbeat(ctx);
         tracing::info!(
@@ -184,6 +211,7 @@ impl WsConnection {
             endpoint_device_id: endpoint.device_id,
             service_id: endpoint.service_id,
             writer,
+            writer_done,
             reader,
             heartbeat,
             last_frame: Instant::now(),
@@ -234,6 +262,9 @@ impl WsConnection {
         }
         self.fragments.clear();
         self.set_connected(false);
+        if self.phase == Phase::Draining {
+            return;
+        }
         if error.is_fatal() {
             self.give_up(error);
             return;
@@ -312,6 +343,10 @@ impl WsConnection {
     }
 
     fn on_data(&mut self, frame: Frame, ctx: &mut Context<Self>) {
+        if self.phase == Phase::Draining {
+            // Not routed and not acked: the platform redelivers it.
+            return;
+        }
         let started = Instant::now();
         let Some(generation) = self.live.as_ref().map(|l| l.generation) else {
             return;
@@ -348,25 +383,70 @@ impl WsConnection {
             payload,
             source: EventSource::WebSocket,
         });
-        ctx.spawn(route.into_actor(self).map(move |outcome, act, _| {
+        ctx.spawn(route.into_actor(self).map(move |outcome, act, ctx| {
             act.in_flight -= 1;
-            let outcome = outcome
-                .unwrap_or_else(|e| RouteOutcome::Failed(format!("event router unavailable: {e}")));
-            let status = if outcome.code() == 200 {
-                AckStatus::Ok
-            } else {
-                AckStatus::Failed
-            };
-            let body = outcome
-                .body()
-                .map(|b| serde_json::to_vec(b).unwrap_or_else(|_| b"{}".to_vec()));
-            let payload = if is_card {
-                AckPayload::callback(status, body.as_deref())
-            } else {
-                AckPayload::event(status, body.as_deref())
-            };
-            act.write_ack(&frame, generation, payload, started);
+            let outcome = outcome.unwrap_or_else(|e| {
+                RouteOutcome::Unavailable(format!("event router unavailable: {e}"))
+            });
+            act.answer(&frame, generation, is_card, outcome, started);
+            act.finish_drain_if_idle(ctx);
         }));
+    }
+
+    /// Write the ack for a routed event, unless it must not have one.
+    fn answer(
+        &mut self,
+        frame: &Frame,
+        generation: u64,
+        is_card: bool,
+        outcome: RouteOutcome,
+        started: Instant,
+    ) {
+        if let RouteOutcome::Unavailable(reason) = &outcome {
+            tracing::warn!(%reason, "event not recorded, so not acked; the platform will redeliver it");
+            return;
+        }
+        let status = if outcome.code() == 200 {
+            AckStatus::Ok
+        } else {
+            AckStatus::Failed
+        };
+        let body = outcome
+            .body()
+            .map(|b| serde_json::to_vec(b).unwrap_or_else(|_| b"{}".to_vec()));
+        let payload = if is_card {
+            AckPayload::callback(status, body.as_deref())
+        } else {
+            AckPayload::event(status, body.as_deref())
+        };
+        self.write_ack(frame, generation, payload, started);
+    }
+
+    /// Once draining and nothing is in flight: stop reading, let the writer
+    /// flush the acks and close the socket, then answer the drain callers.
+    fn finish_drain_if_idle(&mut self, ctx: &mut Context<Self>) {
+        if self.phase != Phase::Draining || self.in_flight > 0 {
+            return;
+        }
+        let waiters = std::mem::take(&mut self.drain_waiters);
+        let writer_done = self.live.take().map(|live| {
+            ctx.cancel_future(live.reader);
+            ctx.cancel_future(live.heartbeat);
+            // With its sender gone, the write loop ends after the queue.
+            drop(live.writer);
+            live.writer_done
+        });
+        self.fragments.clear();
+        self.set_connected(false);
+        actix::spawn(async move {
+            if let Some(done) = writer_done {
+                // A write loop that panicked has nothing left to flush.
+                let _ = done.await;
+            }
+            for waiter in waiters {
+                let _ = waiter.send(());
+            }
+        });
     }
 
     fn write_ack(&mut self, frame: &Frame, generation: u64, payload: AckPayload, started: Instant) {
@@ -487,3 +567,21 @@ impl Managed for WsConnection {
 }
 
 crate::managed_actor!(WsConnection);
+
+impl Handler<Drain> for WsConnection {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: Drain, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = oneshot::channel();
+        self.drain_waiters.push(tx);
+        if self.phase != Phase::Draining {
+            tracing::info!(in_flight = self.in_flight, "draining the long connection");
+            self.phase = Phase::Draining;
+        }
+        self.finish_drain_if_idle(ctx);
+        Box::pin(async move {
+            // A dropped sender means the actor went away: nothing left to wait for.
+            let _ = rx.await;
+        })
+    }
+}

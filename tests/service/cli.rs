@@ -2,15 +2,7 @@
 
 use std::process::Command;
 
-fn lark_service() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_lark-service"));
-    // Run where no `.env` can leak in, with only the variables a test sets.
-    let dir = tempfile::tempdir().expect("temp dir");
-    cmd.current_dir(dir.keep())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default());
-    cmd
-}
+use crate::support::binary::{lark_service, Served};
 
 #[test]
 fn a_bad_encryption_key_exits_2_naming_it() {
@@ -83,12 +75,10 @@ fn migrate_applies_and_is_idempotent() {
 
 #[test]
 fn serve_stops_cleanly_on_sigterm_within_5_seconds() {
-    use std::io::{BufRead, BufReader};
-    use std::time::{Duration, Instant};
-
     let dir = tempfile::tempdir().unwrap();
     let sim = lark_service::sim::Simulator::start().unwrap();
-    let mut child = lark_service()
+    let mut serve = lark_service();
+    serve
         .args(["serve"])
         .env("APP_ID", lark_service::sim::SIM_APP_ID)
         .env("APP_SECRET", lark_service::sim::SIM_APP_SECRET)
@@ -99,37 +89,10 @@ fn serve_stops_cleanly_on_sigterm_within_5_seconds() {
             "DATABASE_URL",
             format!("sqlite://{}", dir.path().join("s.db").display()),
         )
-        .env("HTTP_BIND", "127.0.0.1:0")
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-
-    // Wait for the "listening" line rather than sleeping.
-    let stderr = child.stderr.take().unwrap();
-    let mut lines = BufReader::new(stderr).lines();
-    let listening = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .find(|l| l.contains("control surface listening"));
-    assert!(listening.is_some(), "serve never reported listening");
-    std::thread::spawn(move || lines.for_each(drop));
-
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let start = Instant::now();
-    let exit = loop {
-        if let Some(exit) = child.try_wait().unwrap() {
-            break exit;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "serve did not stop within 5 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+        .env("HTTP_BIND", "127.0.0.1:0");
+    let mut served = Served::start(serve);
+    served.sigterm();
+    let exit = served.wait_exit(std::time::Duration::from_secs(5));
     assert!(exit.success(), "serve exited with {exit}");
 }
 

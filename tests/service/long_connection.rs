@@ -1,8 +1,6 @@
 //! The long connection and the webhook fallback, end to end against the
 //! simulated platform.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use lark_service::events::webhook::{encrypt, sign};
@@ -11,53 +9,8 @@ use lark_service::sim::oauth::SimUser;
 use lark_service::sim::ws_server::Push;
 use serde_json::{json, Value};
 
-use crate::support::{backends, spawn, test_client_config, wait_for, TestApp, TestDb};
-
-/// How many times the handler saw each event id.
-type Seen = Arc<Mutex<HashMap<String, usize>>>;
-
-async fn counting_app(
-    db: TestDb,
-    extra: &[(&str, &str)],
-    prepare: impl FnOnce(&lark_service::sim::Simulator),
-) -> (TestApp, Seen) {
-    let seen: Seen = Arc::default();
-    let handler_seen = seen.clone();
-    let app = spawn(db, extra, prepare, move |b| {
-        b.on(
-            "test.count",
-            move |event: Arc<lark_service::events::Envelope>| {
-                let seen = handler_seen.clone();
-                async move {
-                    *seen
-                        .lock()
-                        .unwrap()
-                        .entry(event.event_id.to_string())
-                        .or_default() += 1;
-                    Ok(None)
-                }
-            },
-        )
-    })
-    .await;
-    assert!(
-        app.sim
-            .ws()
-            .wait_for_connections(1, Duration::from_secs(10))
-            .await,
-        "the service connects"
-    );
-    (app, seen)
-}
-
-fn event(id: &str) -> Value {
-    json!({
-        "schema": "2.0",
-        "header": {"event_id": id, "event_type": "test.count", "create_time": "1608725989000",
-                   "token": "vtok", "app_id": lark_service::sim::SIM_APP_ID, "tenant_key": "t"},
-        "event": {"n": id}
-    })
-}
+use crate::support::counting::{counting_app, event};
+use crate::support::{backends, spawn, wait_for, TestApp, TestDb};
 
 #[actix_rt::test]
 async fn events_are_reassembled_handled_and_acked_with_their_message_id() {
@@ -174,23 +127,6 @@ async fn twenty_disconnects_during_two_thousand_events_lose_and_double_nothing()
             "{backend}: handled more than once: {doubled:?}"
         );
     }
-}
-
-#[actix_rt::test]
-async fn a_silent_peer_is_detected_and_the_service_reconnects() {
-    let (app, _) = counting_app(TestDb::sqlite(), &[], |sim| {
-        sim.ws().set_client_config(test_client_config(1))
-    })
-    .await;
-    app.sim.ws().set_silent(true);
-    // Three silent ping intervals, then a reconnect (within a second's jitter).
-    assert!(
-        app.sim
-            .ws()
-            .wait_for_connections(2, Duration::from_secs(8))
-            .await,
-        "silent peer not detected"
-    );
 }
 
 #[actix_rt::test]

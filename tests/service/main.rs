@@ -13,6 +13,7 @@ mod device_login;
 mod device_store;
 mod echo_bot;
 mod events;
+mod faults;
 mod forwarding;
 mod long_connection;
 mod openapi;

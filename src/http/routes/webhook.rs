@@ -25,7 +25,7 @@ use crate::http::AppState;
         (status = 400, description = "undecryptable or malformed", body = crate::http::error::ErrorBody),
         (status = 401, description = "bad signature, stale timestamp or wrong token", body = crate::http::error::ErrorBody),
         (status = 500, description = "the handler failed; the platform will retry", body = Object),
-        (status = 503, description = "callbacks not configured or disabled", body = crate::http::error::ErrorBody),
+        (status = 503, description = "callbacks not configured or disabled (an error body), or the database is unreachable and the platform will retry (`{\"msg\": …}`)", body = crate::http::error::ErrorBody),
 ))]
 #[post("/webhook/event")]
 pub async fn event(
@@ -72,6 +72,10 @@ pub async fn event(
         // 500 makes the platform retry (15 s, 5 min, 1 h, 6 h).
         RouteOutcome::Failed(reason) => {
             HttpResponse::InternalServerError().json(json!({ "msg": reason }))
+        }
+        // Not recorded, so not acknowledged: any non-2xx makes the platform retry.
+        RouteOutcome::Unavailable(reason) => {
+            HttpResponse::ServiceUnavailable().json(json!({ "msg": reason }))
         }
         RouteOutcome::Rejected(reason) => {
             return Err(ApiError::bad_request("bad_envelope", reason));

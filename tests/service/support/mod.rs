@@ -4,6 +4,8 @@
 //! Not every test module uses every helper.
 #![allow(dead_code)]
 
+pub mod binary;
+pub mod counting;
 pub mod db;
 pub mod nats;
 
