@@ -106,7 +106,7 @@ async fn every_event_reaches_an_http_sink_that_fails_and_goes_down() {
         let expected = expected_ids(N, "http");
         wait_for(
             "every event at the sink",
-            Duration::from_secs(40),
+            Duration::from_secs(90),
             || async {
                 let got: HashSet<String> = sink.received().into_iter().collect();
                 (got.len() == N).then_some(())
@@ -308,7 +308,7 @@ async fn jetstream_holds_each_event_once_from_two_replicas_and_redeliveries() {
         sim.ws()
             .set_client_config(crate::support::test_client_config(30));
         // Acks slower than this are pushed again, maybe to the other replica.
-        sim.ws().set_redelivery_timeout(Duration::from_millis(500));
+        sim.ws().set_redelivery_timeout(Duration::from_secs(1));
         let instances = if backend == "postgres" {
             2
         } else {
@@ -330,14 +330,14 @@ async fn jetstream_holds_each_event_once_from_two_replicas_and_redeliveries() {
 
         let first = sim
             .ws()
-            .stream_events(N / 2, 256, Duration::from_secs(30), |i| event(i, "js"))
+            .stream_events(N / 2, 256, Duration::from_secs(60), |i| event(i, "js"))
             .await;
         assert_eq!(first.acked, N / 2, "{backend}: first half acked");
         // The connections break mid-stream; what was in flight comes again.
         sim.ws().drop_after_frames(200);
         let second = sim
             .ws()
-            .stream_events(N / 2, 256, Duration::from_secs(30), |i| {
+            .stream_events(N / 2, 256, Duration::from_secs(60), |i| {
                 event(N / 2 + i, "js")
             })
             .await;
