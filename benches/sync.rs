@@ -83,14 +83,14 @@ async fn main() -> Result<(), BoxError> {
     service.stop()?;
 
     if last["status"] != "finished"
-        || last["users_updated"].as_u64() != Some(users.div_ceil(10) as u64)
+        || last["updated"].as_u64() != Some(users.div_ceil(10) as u64)
     {
         return Err(format!("the run did not sync every changed profile: {last}").into());
     }
     Report::new(&format!("sync-{backend}"))
         .set("backend", backend)
         .set("users", users)
-        .set("updated", last["users_updated"].clone())
+        .set("updated", last["updated"].clone())
         .set("seconds", (elapsed.as_secs_f64() * 100.0).round() / 100.0)
         .set(
             "users_per_second",
