@@ -9,7 +9,7 @@ use lark_service::sim::oauth::SimUser;
 use lark_service::sim::ws_server::Push;
 use serde_json::{json, Value};
 
-use crate::support::counting::{counting_app, event};
+use crate::support::counting::{assert_handled_once, counting_app, event};
 use crate::support::{backends, spawn, wait_for, TestApp, TestDb};
 
 #[actix_rt::test]
@@ -119,13 +119,7 @@ async fn twenty_disconnects_during_two_thousand_events_lose_and_double_nothing()
             "{backend}: {} events never acked",
             ws.unacked()
         );
-        let seen = seen.lock().unwrap();
-        assert_eq!(seen.len(), 2000, "{backend}: every event handled");
-        let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
-        assert!(
-            doubled.is_empty(),
-            "{backend}: handled more than once: {doubled:?}"
-        );
+        assert_handled_once(&seen, 2000, backend);
     }
 }
 

@@ -59,3 +59,14 @@ pub fn event(id: &str) -> Value {
         "event": {"n": id}
     })
 }
+
+/// `n` distinct events were handled, each exactly once.
+pub fn assert_handled_once(seen: &Seen, n: usize, backend: &str) {
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), n, "{backend}: every event handled");
+    let doubled: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(
+        doubled.is_empty(),
+        "{backend}: handled more than once: {doubled:?}"
+    );
+}
