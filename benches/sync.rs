@@ -82,9 +82,7 @@ async fn main() -> Result<(), BoxError> {
     let end = service.usage()?;
     service.stop()?;
 
-    if last["status"] != "finished"
-        || last["updated"].as_u64() != Some(users.div_ceil(10) as u64)
-    {
+    if last["status"] != "finished" || last["updated"].as_u64() != Some(users.div_ceil(10) as u64) {
         return Err(format!("the run did not sync every changed profile: {last}").into());
     }
     Report::new(&format!("sync-{backend}"))
