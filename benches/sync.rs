@@ -73,10 +73,11 @@ async fn main() -> Result<(), BoxError> {
         .json()
         .await?;
     let id = run["run_id"].as_i64().ok_or("no run id")?;
-    let mut last = Value::Null;
+    // Shared with each poll's future, which outlives the closure call.
+    let last = std::rc::Rc::new(std::cell::RefCell::new(Value::Null));
     wait_until("the sync run to end", Duration::from_secs(1800), || {
         let request = service.admin(reqwest::Method::GET, &format!("/admin/sync/{id}"));
-        let last = &mut last;
+        let last = last.clone();
         async move {
             let Ok(resp) = request.send().await else {
                 return false;
@@ -85,11 +86,12 @@ async fn main() -> Result<(), BoxError> {
                 return false;
             };
             let done = view["status"] != "running";
-            *last = view;
+            *last.borrow_mut() = view;
             done
         }
     })
     .await?;
+    let last = last.take();
     let elapsed = started.elapsed();
     let end = service.usage()?;
     service.stop()?;
