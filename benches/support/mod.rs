@@ -17,6 +17,9 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use diesel::connection::SimpleConnection;
+use diesel::{Connection, PgConnection};
+
 use lark_service::sim::{Simulator, SIM_APP_ID, SIM_APP_SECRET};
 use serde_json::{Map, Value};
 
@@ -95,54 +98,22 @@ pub fn service_env(sim: &Simulator, database_url: &str, http_port: u16) -> Vec<(
     .collect()
 }
 
-/// `lark-service serve` running as a child process.
-pub struct ServiceProcess {
+/// A child process that is killed if the bench fails half-way, and whose
+/// usage is read from `/proc`.
+pub struct ChildProcess {
     child: Child,
-    /// `http://127.0.0.1:PORT` of its control surface.
-    pub base_url: String,
-    pub http: reqwest::Client,
 }
 
-impl ServiceProcess {
-    /// Start the release binary with `env` (on top of [`service_env`]'s
-    /// kind of settings) in `dir`, so no developer `.env` leaks in, and
-    /// wait until `/healthz` answers.
-    pub async fn start(env: &[(String, String)], http_port: u16, dir: &Path) -> io::Result<Self> {
-        let child = Command::new(env!("CARGO_BIN_EXE_lark-service"))
-            .arg("serve")
-            .current_dir(dir)
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+impl ChildProcess {
+    /// Start `command` with no stdin and its stdout discarded (its stderr
+    /// shows, so a failing peer says why).
+    pub fn spawn(command: &mut Command) -> io::Result<Self> {
+        let child = command
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()?;
-        let mut service = Self {
-            child,
-            base_url: format!("http://127.0.0.1:{http_port}"),
-            http: reqwest::Client::new(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = service.child.try_wait()? {
-                return Err(io::Error::other(format!(
-                    "lark-service serve exited: {status}"
-                )));
-            }
-            let health = service
-                .http
-                .get(format!("{}/healthz", service.base_url))
-                .send()
-                .await;
-            if health.is_ok_and(|r| r.status().is_success()) {
-                return Ok(service);
-            }
-            if Instant::now() > deadline {
-                return Err(io::Error::other(
-                    "lark-service did not answer /healthz in 30 s",
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        Ok(Self { child })
     }
 
     pub fn pid(&self) -> u32 {
@@ -153,11 +124,12 @@ impl ServiceProcess {
         usage(self.pid())
     }
 
-    /// An admin request with the bench token.
-    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
-            .request(method, format!("{}{path}", self.base_url))
-            .bearer_auth(ADMIN_TOKEN)
+    /// An error if the process has exited already.
+    pub fn check_running(&mut self, what: &str) -> io::Result<()> {
+        match self.child.try_wait()? {
+            Some(status) => Err(io::Error::other(format!("{what} exited: {status}"))),
+            None => Ok(()),
+        }
     }
 
     /// SIGTERM, then wait for the exit.
@@ -171,14 +143,213 @@ impl ServiceProcess {
     }
 }
 
-impl Drop for ServiceProcess {
+impl Drop for ChildProcess {
     fn drop(&mut self) {
-        // A bench that failed half-way must not leave a service running.
+        // A bench that failed half-way must not leave a process running.
         if matches!(self.child.try_wait(), Ok(None)) {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
     }
+}
+
+/// `lark-service serve` (or another program serving the same control
+/// surface) running as a child process.
+pub struct ServiceProcess {
+    process: ChildProcess,
+    /// `http://127.0.0.1:PORT` of its control surface.
+    pub base_url: String,
+    pub http: reqwest::Client,
+}
+
+impl ServiceProcess {
+    /// Start the release `lark-service serve` with `env` (on top of
+    /// [`service_env`]'s kind of settings) in `dir`, so no developer `.env`
+    /// leaks in, and wait until `/healthz` answers.
+    pub async fn start(env: &[(String, String)], http_port: u16, dir: &Path) -> io::Result<Self> {
+        Self::start_program(
+            Path::new(env!("CARGO_BIN_EXE_lark-service")),
+            &["serve"],
+            env,
+            http_port,
+            dir,
+        )
+        .await
+    }
+
+    /// Like [`start`](Self::start), for any program that reads the service's
+    /// settings from the environment and serves `/healthz` on `HTTP_BIND`
+    /// (a bench binary embedding the service through `Service::builder`).
+    pub async fn start_program(
+        program: &Path,
+        args: &[&str],
+        env: &[(String, String)],
+        http_port: u16,
+        dir: &Path,
+    ) -> io::Result<Self> {
+        let process = ChildProcess::spawn(
+            Command::new(program)
+                .args(args)
+                .current_dir(dir)
+                .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str()))),
+        )?;
+        let mut service = Self {
+            process,
+            base_url: format!("http://127.0.0.1:{http_port}"),
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            service.process.check_running("the service")?;
+            let health = service
+                .http
+                .get(format!("{}/healthz", service.base_url))
+                .send()
+                .await;
+            if health.is_ok_and(|r| r.status().is_success()) {
+                return Ok(service);
+            }
+            if Instant::now() > deadline {
+                return Err(io::Error::other(
+                    "the service did not answer /healthz in 30 s",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    pub fn usage(&self) -> io::Result<Usage> {
+        self.process.usage()
+    }
+
+    /// An admin request with the bench token.
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.base_url))
+            .bearer_auth(ADMIN_TOKEN)
+    }
+
+    /// SIGTERM, then wait for the exit.
+    pub fn stop(self) -> io::Result<()> {
+        self.process.stop()
+    }
+}
+
+/// A database of the bench's own: a SQLite file in a temporary directory,
+/// or a randomly named database on a PostgreSQL server, dropped again when
+/// this is dropped.
+pub enum BenchDb {
+    Sqlite {
+        url: String,
+        _dir: tempfile::TempDir,
+    },
+    Postgres {
+        url: String,
+        server_url: String,
+        name: String,
+    },
+}
+
+impl BenchDb {
+    pub fn sqlite() -> io::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        Ok(Self::Sqlite { url, _dir: dir })
+    }
+
+    /// Create a new database on the server `server_url` points at.
+    pub fn postgres(server_url: &str) -> io::Result<Self> {
+        let name = format!("lark_bench_{}", uuid::Uuid::new_v4().simple());
+        let mut server = PgConnection::establish(server_url).map_err(|e| {
+            io::Error::other(format!("PostgreSQL at {server_url} is unreachable: {e}"))
+        })?;
+        server
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .map_err(|e| io::Error::other(format!("cannot create a bench database: {e}")))?;
+        let mut url = url::Url::parse(server_url).map_err(io::Error::other)?;
+        url.set_path(&format!("/{name}"));
+        Ok(Self::Postgres {
+            url: url.to_string(),
+            server_url: server_url.to_owned(),
+            name,
+        })
+    }
+
+    pub fn url(&self) -> &str {
+        match self {
+            Self::Sqlite { url, .. } | Self::Postgres { url, .. } => url,
+        }
+    }
+}
+
+impl Drop for BenchDb {
+    fn drop(&mut self) {
+        if let Self::Postgres {
+            server_url, name, ..
+        } = self
+        {
+            // Nothing to report to if this fails: the bench is ending anyway.
+            if let Ok(mut server) = PgConnection::establish(server_url) {
+                let _ =
+                    server.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+/// A realistic `im.message.receive_v1` envelope (schema 2.0, a short text
+/// message in a group chat, about 900 bytes), the event the stream and
+/// micro benchmarks feed in.
+pub fn message_event(event_id: &str) -> Value {
+    serde_json::json!({
+        "schema": "2.0",
+        "header": {
+            "event_id": event_id,
+            "token": "",
+            "create_time": "1718000000000",
+            "event_type": "im.message.receive_v1",
+            "tenant_key": "2ca1d211f64f6438",
+            "app_id": SIM_APP_ID
+        },
+        "event": {
+            "sender": {
+                "sender_id": {
+                    "union_id": "on_8ed6aa67826108097d9ee143816345",
+                    "user_id": "e33ggbyz",
+                    "open_id": "ou_84aad35d084aa403a838cf73ee18467"
+                },
+                "sender_type": "user",
+                "tenant_key": "2ca1d211f64f6438"
+            },
+            "message": {
+                "message_id": format!("om_{event_id}"),
+                "root_id": "",
+                "parent_id": "",
+                "create_time": "1718000000000",
+                "update_time": "1718000000000",
+                "chat_id": "oc_5ad11d72b830411d72b836c20",
+                "thread_id": "",
+                "chat_type": "group",
+                "message_type": "text",
+                "content": "{\"text\":\"@_user_1 please summarise yesterday's incident review and file the follow-ups\"}",
+                "mentions": [{
+                    "key": "@_user_1",
+                    "id": {
+                        "union_id": "on_8ed6aa67826108097d9ee143816345",
+                        "user_id": "e33ggbyz",
+                        "open_id": "ou_84aad35d084aa403a838cf73ee18467"
+                    },
+                    "name": "Bench Bot",
+                    "tenant_key": "2ca1d211f64f6438"
+                }],
+                "user_agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) Lark/7.20.5"
+            }
+        }
+    })
 }
 
 /// Wait until `check` is true, polling every 20 ms, at most `timeout`.
@@ -241,6 +412,20 @@ impl Report {
             serde_json::to_vec_pretty(&json).map_err(io::Error::other)?,
         )?;
         Ok(json)
+    }
+}
+
+/// The median of `values` (0 for none), sorted in place.
+pub fn median(values: &mut [f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    values.sort_unstable_by(f64::total_cmp);
+    let mid = values.len() / 2;
+    if values.len() % 2 == 0 {
+        (values[mid - 1] + values[mid]) / 2.0
+    } else {
+        values[mid]
     }
 }
 

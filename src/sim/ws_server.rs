@@ -13,7 +13,9 @@
 //!
 //! Every delivery is tracked by `message_id`, so a test can push thousands
 //! of events through forced disconnects and then check each one was acked;
-//! [`WsSim::stream_events`] drives a bounded-in-flight stream for benchmarks.
+//! [`WsSim::stream`] drives a stream for benchmarks: as fast as a bound on
+//! unacked events allows, or paced at a fixed rate, with each event's time
+//! from first send to first ack.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -81,14 +83,32 @@ pub struct RecordedAck {
     pub latency: Option<Duration>,
 }
 
-/// Outcome of [`WsSim::stream_events`].
+/// How [`WsSim::stream`] pushes its events.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StreamPlan {
+    pub events: usize,
+    /// Never more than this many pushed and not yet acked; a push waits.
+    pub max_in_flight: usize,
+    /// Events per second, each pushed at its slot on a fixed schedule
+    /// (several at once when the timer wakes late); `None` pushes as fast as
+    /// `max_in_flight` lets through.
+    pub rate: Option<f64>,
+    /// Give up when nothing is acked for this long.
+    pub stall: Duration,
+}
+
+/// Outcome of [`WsSim::stream`].
 #[derive(Debug, Clone)]
 pub struct StreamReport {
     pub pushed: usize,
     pub acked: usize,
+    /// First push to last ack (or to the stall).
     pub elapsed: Duration,
     /// First send to first ack, for each acked event, in push order.
     pub latencies: Vec<Duration>,
+    /// Events sent more than once (not acked within the redelivery timeout,
+    /// or cut off with their connection).
+    pub redelivered: usize,
 }
 
 /// Handle to the simulated long connection; cheap to clone.
@@ -131,7 +151,9 @@ struct Deliveries {
     messages: HashMap<String, Delivery>,
     /// Pushed while no client was connected.
     waiting: VecDeque<String>,
-    unacked: usize,
+    /// Pushed and not acked yet: what redelivery looks at, so its scan costs
+    /// the in-flight count rather than every message of a long stream.
+    unacked: HashSet<String>,
     round_robin: usize,
 }
 
@@ -236,7 +258,7 @@ impl WsSim {
                     queued: true,
                 },
             );
-            d.unacked += 1;
+            d.unacked.insert(message_id.clone());
             d.waiting.push_back(message_id.clone());
         }
         self.flush_waiting();
@@ -314,7 +336,7 @@ impl WsSim {
 
     /// Pushed messages not acked yet.
     pub fn unacked(&self) -> usize {
-        lock(&self.inner.deliveries).unacked
+        lock(&self.inner.deliveries).unacked.len()
     }
 
     /// How many times a pushed message was sent (0 while waiting for a client).
@@ -373,29 +395,59 @@ impl WsSim {
         stall: Duration,
         mut envelope: impl FnMut(usize) -> Value,
     ) -> StreamReport {
+        let plan = StreamPlan {
+            events: n,
+            max_in_flight,
+            rate: None,
+            stall,
+        };
+        self.stream(plan, |i| envelope(i).to_string().into_bytes())
+            .await
+    }
+
+    /// Push `plan.events` events whose envelope JSON is `payload(i)`, then
+    /// wait until all are acked. Assumes nothing else is in flight. A stream
+    /// that stops making progress for `plan.stall` ends early with what it has.
+    pub async fn stream(
+        &self,
+        plan: StreamPlan,
+        mut payload: impl FnMut(usize) -> Vec<u8>,
+    ) -> StreamReport {
         let start = Instant::now();
-        let mut ids = Vec::with_capacity(n);
-        for i in 0..n {
+        let interval = plan
+            .rate
+            .filter(|r| *r > 0.0)
+            .map(|r| Duration::from_secs_f64(1.0 / r));
+        let max_in_flight = plan.max_in_flight.max(1);
+        let mut ids = Vec::with_capacity(plan.events);
+        for i in 0..plan.events {
+            if let Some(interval) = interval {
+                // Slots are fixed from the start, so a late wake-up pushes the
+                // events it overslept at once instead of drifting the rate.
+                let due = start + interval.mul_f64(i as f64);
+                if due > Instant::now() {
+                    tokio::time::sleep_until(due.into()).await;
+                }
+            }
             if !self
-                .wait_until(stall, |s| s.unacked() < max_in_flight.max(1))
+                .wait_until(plan.stall, |s| s.unacked() < max_in_flight)
                 .await
             {
                 break;
             }
-            ids.push(self.push_event(&envelope(i)));
+            ids.push(self.push(payload(i), Push::default()));
         }
-        self.wait_all_acked(stall).await;
+        self.wait_until(plan.stall, |s| s.unacked() == 0).await;
         let elapsed = start.elapsed();
         let d = lock(&self.inner.deliveries);
-        let latencies: Vec<Duration> = ids
-            .iter()
-            .filter_map(|id| d.messages.get(id)?.ack_latency)
-            .collect();
+        let sent: Vec<&Delivery> = ids.iter().filter_map(|id| d.messages.get(id)).collect();
+        let latencies: Vec<Duration> = sent.iter().filter_map(|m| m.ack_latency).collect();
         StreamReport {
             pushed: ids.len(),
             acked: latencies.len(),
             elapsed,
             latencies,
+            redelivered: sent.iter().filter(|m| m.attempts > 1).count(),
         }
     }
 
@@ -548,7 +600,7 @@ impl WsSim {
                 Some(latency)
             });
             if first_ack {
-                d.unacked -= 1;
+                d.unacked.remove(&message_id);
             }
             latency
         };
@@ -591,16 +643,20 @@ impl WsSim {
     /// Send again every message whose last send is older than the timeout.
     fn redeliver_due(&self, now: Instant) {
         let timeout = self.redelivery_timeout();
-        let due: Vec<String> = lock(&self.inner.deliveries)
-            .messages
-            .iter()
-            .filter(|(_, m)| m.ack_latency.is_none() && !m.queued)
-            .filter(|(_, m)| {
-                m.last_sent
-                    .is_some_and(|t| now.saturating_duration_since(t) >= timeout)
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
+        let due: Vec<String> = {
+            let d = lock(&self.inner.deliveries);
+            d.unacked
+                .iter()
+                .filter(|id| {
+                    d.messages.get(*id).is_some_and(|m| {
+                        !m.queued
+                            && m.last_sent
+                                .is_some_and(|t| now.saturating_duration_since(t) >= timeout)
+                    })
+                })
+                .cloned()
+                .collect()
+        };
         for id in due {
             tracing::debug!(message_id = %id, "simulator redelivering an unacked message");
             self.send(&id, now);
@@ -1066,9 +1122,46 @@ mod tests {
             .await;
         assert_eq!((report.pushed, report.acked), (300, 300));
         assert_eq!(report.latencies.len(), 300);
+        assert_eq!(report.redelivered, 0);
         assert_eq!(sim.ws().unacked(), 0);
+
+        // Paced: 50 events at 500/s cannot be done before the 50th slot.
+        let plan = StreamPlan {
+            events: 50,
+            max_in_flight: 1000,
+            rate: Some(500.0),
+            stall: WAIT,
+        };
+        let paced = sim
+            .ws()
+            .stream(plan, |i| {
+                envelope(&format!("paced-{i}")).to_string().into_bytes()
+            })
+            .await;
+        assert_eq!((paced.pushed, paced.acked), (50, 50));
+        assert!(paced.elapsed >= Duration::from_millis(98), "{paced:?}");
         sim.ws().drop_connections();
         acker.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn stream_that_gets_no_acks_ends_at_the_stall_limit() {
+        let sim = Simulator::start().unwrap();
+        let _silent_client = Client::connect(&sim).await;
+        let plan = StreamPlan {
+            events: 10,
+            max_in_flight: 4,
+            rate: None,
+            stall: Duration::from_millis(300),
+        };
+        let report = sim
+            .ws()
+            .stream(plan, |i| {
+                envelope(&format!("lost-{i}")).to_string().into_bytes()
+            })
+            .await;
+        assert_eq!((report.pushed, report.acked), (4, 0));
+        assert_eq!(sim.ws().unacked(), 4);
     }
 
     #[tokio::test]
