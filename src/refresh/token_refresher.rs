@@ -151,10 +151,13 @@ pub struct RefreshUserToken {
     pub reason: RefreshReason,
 }
 
-/// Sessions claimed by a tick.
+/// Sessions claimed by a tick: the claim asked for `asked`.
 #[derive(Message)]
 #[rtype(result = "()")]
-struct Claimed(Result<Vec<RefreshClaim>, DbError>);
+struct Claimed {
+    asked: usize,
+    result: Result<Vec<RefreshClaim>, DbError>,
+}
 
 /// One refresh from a tick has ended.
 #[derive(Message)]
@@ -610,6 +613,15 @@ impl TokenRefresher {
         self.config.concurrency.saturating_sub(self.in_flight)
     }
 
+    /// With more rows due, claim again once a quarter of the slots are
+    /// free: one query per refresh would make the database the bottleneck.
+    fn claim_more(&mut self, ctx: &mut Context<Self>) {
+        let batch = (self.config.concurrency / 4).max(1);
+        if self.backlog && self.free_slots() >= batch {
+            ctx.notify(ClaimDueTokens);
+        }
+    }
+
     fn arm(&mut self, ctx: &mut Context<Self>) {
         ctx.notify(ClaimDueTokens);
         ctx.notify(UpdateExpiringGauge);
@@ -675,7 +687,10 @@ impl Handler<ClaimDueTokens> for TokenRefresher {
                     sessions::claim_due_refreshes(c, &owner, due_by, free as i64, lease_until)
                 })
                 .await;
-            addr.do_send(Claimed(claimed));
+            addr.do_send(Claimed {
+                asked: free,
+                result: claimed,
+            });
         });
     }
 }
@@ -683,7 +698,7 @@ impl Handler<ClaimDueTokens> for TokenRefresher {
 impl Handler<Claimed> for TokenRefresher {
     type Result = ();
 
-    fn handle(&mut self, Claimed(result): Claimed, ctx: &mut Context<Self>) {
+    fn handle(&mut self, Claimed { asked, result }: Claimed, ctx: &mut Context<Self>) {
         self.claiming = false;
         let claims = match result {
             Ok(claims) => claims,
@@ -696,7 +711,9 @@ impl Handler<Claimed> for TokenRefresher {
         if self.lifecycle.state() != crate::supervise::ActorState::Running {
             self.lifecycle.running();
         }
-        self.backlog = claims.len() >= self.free_slots() && !claims.is_empty();
+        // Slots freed while the claim ran do not count: a full claim means
+        // more rows may be due.
+        self.backlog = claims.len() >= asked;
         self.in_flight += claims.len();
         for claim in claims {
             let worker = self.worker.clone();
@@ -706,6 +723,7 @@ impl Handler<Claimed> for TokenRefresher {
                 addr.do_send(RefreshDone);
             });
         }
+        self.claim_more(ctx);
     }
 }
 
@@ -714,12 +732,7 @@ impl Handler<RefreshDone> for TokenRefresher {
 
     fn handle(&mut self, _: RefreshDone, ctx: &mut Context<Self>) {
         self.in_flight = self.in_flight.saturating_sub(1);
-        // Claim in batches of a quarter of the slots: one query per
-        // refresh would make the database the bottleneck.
-        let batch = (self.config.concurrency / 4).max(1);
-        if self.backlog && self.free_slots() >= batch {
-            ctx.notify(ClaimDueTokens);
-        }
+        self.claim_more(ctx);
     }
 }
 
