@@ -125,7 +125,7 @@ const USAGE: &str = "usage: cargo bench --bench stream -- [--peers] [--rounds N]
 impl Options {
     fn parse(args: impl IntoIterator<Item = String>) -> Result<Self, BoxError> {
         let mut options = Self {
-            events: 50_000,
+            events: 20_000,
             paced_events: 10_000,
             rate: 2_000.0,
             window: 1_000,
