@@ -12,6 +12,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use lark_service::cli::progress::ProgressDisplay;
 use lark_service::sim::{seed, SIM_APP_ID};
 use serde_json::Value;
 use support::{free_port, mib, service_env, Report, ServiceProcess, Setup};
@@ -63,6 +64,7 @@ async fn main() -> Result<(), BoxError> {
         .await?;
     let id = run["run_id"].as_i64().ok_or("no run id")?;
     let deadline = Instant::now() + Duration::from_secs(1800);
+    let mut display = ProgressDisplay::new("users");
     let last = loop {
         let view: Value = service
             .admin(reqwest::Method::GET, &format!("/admin/sync/{id}"))
@@ -70,7 +72,13 @@ async fn main() -> Result<(), BoxError> {
             .await?
             .json()
             .await?;
+        display.update(
+            view["done"].as_u64().unwrap_or(0),
+            view["total"].as_u64().unwrap_or(0),
+            &format!("{} updated", view["updated"]),
+        );
         if view["status"] != "running" {
+            display.finish();
             break view;
         }
         if Instant::now() > deadline {
