@@ -85,10 +85,7 @@ pub struct AilyConfig {
 }
 
 pub struct ApaasClient {
-    config: AilyConfig,
-    lark: LarkClient,
-    registry: Addr<SessionRegistry>,
-    refresher: Addr<TokenRefresher>,
+    call: Call,
     in_flight: u64,
     lifecycle: Lifecycle,
 }
@@ -101,10 +98,12 @@ impl ApaasClient {
         refresher: Addr<TokenRefresher>,
     ) -> Self {
         Self {
-            config,
-            lark,
-            registry,
-            refresher,
+            call: Call {
+                config,
+                lark,
+                registry,
+                refresher,
+            },
             in_flight: 0,
             lifecycle: Lifecycle::new(NAME),
         }
@@ -122,8 +121,8 @@ impl Managed for ApaasClient {
 
     fn details(&self) -> serde_json::Value {
         serde_json::json!({
-            "aily_app_id": self.config.app_id,
-            "aily_skill_id": self.config.skill_id,
+            "aily_app_id": self.call.config.app_id,
+            "aily_skill_id": self.call.config.skill_id,
         })
     }
 }
@@ -135,12 +134,7 @@ impl Handler<CallAiApi> for ApaasClient {
 
     fn handle(&mut self, msg: CallAiApi, _: &mut Context<Self>) -> Self::Result {
         self.in_flight += 1;
-        let call = Call {
-            config: self.config.clone(),
-            lark: self.lark.clone(),
-            registry: self.registry.clone(),
-            refresher: self.refresher.clone(),
-        };
+        let call = self.call.clone();
         let user_id = msg.user_id.clone();
         let prompt_chars = msg.prompt.chars().count();
         Box::pin(async move { call.run(msg).await }.into_actor(self).map(
@@ -163,7 +157,9 @@ impl Handler<CallAiApi> for ApaasClient {
     }
 }
 
-/// One call's dependencies, moved off the actor.
+/// What a call needs; each call takes its own clone, so calls run
+/// concurrently and borrow nothing from the actor while they wait.
+#[derive(Clone)]
 struct Call {
     config: AilyConfig,
     lark: LarkClient,
@@ -269,7 +265,7 @@ impl Call {
         let now = crate::db::now();
         let lasts = |t: &UserTokens, d: Duration| {
             t.token_expires_at
-                .is_none_or(|at| at > now + chrono::Duration::from_std(d).unwrap_or_default())
+                .is_none_or(|at| at > crate::db::after(now, d))
         };
         let tokens = if lasts(&tokens, needed) {
             tokens

@@ -41,6 +41,12 @@ impl DbError {
     }
 }
 
+/// `t` plus a std `Duration` (one too large for chrono leaves `t`): the
+/// deadlines and lease ends that rows store are computed this way.
+pub fn after(t: chrono::NaiveDateTime, d: std::time::Duration) -> chrono::NaiveDateTime {
+    chrono::Duration::from_std(d).map_or(t, |d| t + d)
+}
+
 /// The current UTC time at the precision both backends store (PostgreSQL
 /// keeps microseconds), so a value written and read back compares equal.
 pub fn now() -> chrono::NaiveDateTime {

@@ -10,6 +10,7 @@
 //! - [`im_api`]: send and update interactive cards.
 //! - [`aily_api`]: Aily sessions, messages and runs as a user.
 //! - [`codes`]: the platform error codes, shared with the simulator.
+//! - [`pace`]: the rate-limit hold that concurrent callers share.
 
 pub mod aily_api;
 pub mod auth_api;
@@ -17,6 +18,7 @@ pub mod client;
 pub mod codes;
 mod de;
 pub mod im_api;
+pub mod pace;
 
 pub use client::{ApiRequest, LarkClient, LarkError};
 

@@ -48,15 +48,15 @@ use crate::auth::card_auth::{CardAuth, SendAuthCard};
 use crate::auth::registry::UserTokens;
 use crate::auth::vault::Vault;
 use crate::db::models::user_auth_session::{self as sessions, RefreshClaim, RefreshedTokens};
-use crate::db::{Db, DbError};
+use crate::db::{after, Db, DbError};
 use crate::domain::{AuthMethod, Secret, SessionState};
 use crate::lark::auth_api::UserToken;
 use crate::lark::client::{LarkClient, LarkError};
+use crate::lark::pace::Pace;
 use crate::metrics::{TOKENS_EXPIRING_SOON, TOKEN_REFRESH};
 use crate::refresh::app_token_cache::{with_token, AppCallError, AppTokenCache, TokenKind};
 use crate::supervise::backoff::Backoff;
 use crate::supervise::{Lifecycle, Managed};
-use crate::sync::pace::Pace;
 use crate::telemetry::Masked;
 
 pub const NAME: &str = "token_refresher";
@@ -444,7 +444,7 @@ impl Worker {
                     tracing::warn!(%open_id, error = %e, "could not send a new authorization card")
                 }
                 Err(e) => {
-                    tracing::warn!(%open_id, error = %e, "could not send a new authorization card")
+                    tracing::warn!(%open_id, error = %e, "could not send a new authorization card: card flow unavailable")
                 }
             }
         });
@@ -557,10 +557,6 @@ async fn refresh_now(
             Step::Busy => tokio::time::sleep(BUSY_POLL).await,
         }
     }
-}
-
-fn after(t: NaiveDateTime, d: Duration) -> NaiveDateTime {
-    chrono::Duration::from_std(d).map_or(t, |d| t + d)
 }
 
 pub struct TokenRefresher {

@@ -4,11 +4,10 @@
 //! - [`runner`]: one run, from its `sync_runs` row to its end.
 //! - [`user_info_sync`]: the actor: one run at a time, on the schedule or
 //!   on an operator's request.
-//! - [`pace`], [`replica_lock`]: rate-limit gate and cross-replica lock.
+//! - [`replica_lock`]: the cross-replica lock.
 //! - [`run_view`], [`error`]: what a run looks like outside, what fails.
 
 pub mod error;
-pub mod pace;
 pub mod replica_lock;
 pub mod run_view;
 pub mod runner;

@@ -29,7 +29,6 @@ use futures_util::StreamExt;
 use tracing::Instrument;
 
 use super::error::SyncError;
-use super::pace::Pace;
 use super::replica_lock::ReplicaLock;
 use super::run_view::{ratio, RunStatus, Trigger};
 use crate::auth::vault::Vault;
@@ -38,6 +37,7 @@ use crate::db::models::user_auth_session::{self as sessions, ProfileChange, Sync
 use crate::db::{DatabaseUrl, Db};
 use crate::lark::auth_api::UserInfo;
 use crate::lark::client::{LarkClient, LarkError};
+use crate::lark::pace::Pace;
 use crate::metrics::{USER_SYNC_PROGRESS, USER_SYNC_RUNS, USER_SYNC_USERS};
 use crate::supervise::backoff::Backoff;
 

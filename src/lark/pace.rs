@@ -1,4 +1,5 @@
-//! `Pace`: the rate-limit gate the sync's concurrent calls share.
+//! `Pace`: the rate-limit gate that concurrent calls to the platform share
+//! (the user-info sync's profile fetches, the token refresher's refreshes).
 //!
 //! The platform's limits are per app, not per user, so when one call is
 //! told to wait (HTTP 429 / code 99991400 with `x-ogw-ratelimit-reset`)
