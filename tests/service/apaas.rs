@@ -14,15 +14,13 @@ use lark_service::sim::oauth::SimUser;
 use lark_service::sim::Fault;
 use serde_json::{json, Value};
 
-use crate::refresh::FAST;
 use crate::support::{
-    backends, in_seconds, metric_value, seed_refreshable, spawn_app_with, wait_for, TestApp,
+    backends, in_seconds, metric_value, seed_refreshable, sim_user, spawn_app_with, wait_for,
+    TestApp, FAST, REFRESH_PATH,
 };
 
-const REFRESH_PATH: &str = "/authen/v1/oidc/refresh_access_token";
-
 fn user(n: usize) -> SimUser {
-    SimUser::new(&format!("ou_apaas{n:022}"), &format!("User {n}"))
+    sim_user("apaas", n, &format!("User {n}"))
 }
 
 /// The refresher's ticks look only at tokens expiring within a second, so
@@ -66,9 +64,13 @@ async fn a_token_about_to_expire_is_refreshed_before_the_call() {
         assert_ne!(new, old, "{backend}");
         assert_eq!(app.sim.recorder().requests_to(REFRESH_PATH).len(), 1);
         let calls = app.sim.state().open_api.aily.calls();
-        assert!(calls
-            .iter()
-            .all(|c| c.bearer.as_deref() == Some(new.as_str())));
+        assert!(!calls.is_empty(), "{backend}: the AI call reached Aily");
+        assert!(
+            calls
+                .iter()
+                .all(|c| c.bearer.as_deref() == Some(new.as_str())),
+            "{backend}: every Aily call carried the refreshed token"
+        );
     }
 }
 
@@ -94,14 +96,14 @@ async fn a_token_invalid_answer_costs_exactly_one_refresh_and_one_retry() {
         );
         let new = app.stored_access_token(&ada.open_id).await;
         assert_ne!(new, old);
-        let creates: Vec<_> = aily
+        let session_bearers: Vec<_> = aily
             .calls()
             .into_iter()
             .filter(|c| c.route == "aily_create_session")
             .map(|c| c.bearer)
             .collect();
         assert_eq!(
-            creates,
+            session_bearers,
             vec![Some(old.clone()), Some(new.clone())],
             "{backend}"
         );
@@ -267,6 +269,9 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
+/// The subscriber is this test thread's, where the service's actors run
+/// (card flow, registry, refresher, AI client); the HTTP workers and the
+/// database threads log no token material of their own.
 #[actix_rt::test]
 async fn no_token_appears_in_any_log_line() {
     let logs = Captured::default();
@@ -277,6 +282,8 @@ async fn no_token_appears_in_any_log_line() {
         .finish();
     let _guard = tracing::subscriber::set_default(subscriber);
     for db in backends() {
+        // Each backend's run is judged on its own lines.
+        logs.0.lock().expect("log buffer").clear();
         let mut extra = FAST.to_vec();
         extra.push(("TOKEN_REFRESH_SEND_AUTH_CARD", "true"));
         let app = spawn_app_with(db, &extra).await;

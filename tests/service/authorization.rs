@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
-use lark_service::auth::vault::{EncryptionKey, Vault};
 use lark_service::db::models::user_auth_session;
 use lark_service::sim::card_click;
 use lark_service::sim::oauth::SimUser;
 use serde_json::{json, Value};
 
-use crate::support::{backends, spawn_app, spawn_app_with, TestApp, TestDb};
+use crate::support::{backends, spawn_app, spawn_app_with, test_vault, TestApp, TestDb};
 
 const ALICE: &str = "ou_alice0000000000000000000001";
 
@@ -40,10 +39,6 @@ async fn session(app: &TestApp, id: &str) -> Value {
 
 fn click(app: &TestApp, message_id: &str, open_id: &str) -> Value {
     card_click::click(app.sim.state(), message_id, open_id).expect("card was sent")
-}
-
-fn test_vault() -> Vault {
-    Vault::new(&EncryptionKey::from_hex(&"11".repeat(32)).unwrap())
 }
 
 #[actix_rt::test]

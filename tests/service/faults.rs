@@ -26,7 +26,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
-use crate::support::binary::{lark_service, Served};
+use crate::support::binary::{lark_service_against, Served};
 use crate::support::counting::{assert_handled_once, counting_app, event};
 use crate::support::{
     backends, metric_value, spawn_app_with, test_client_config, wait_for, TestApp, TestDb,
@@ -347,14 +347,8 @@ fn serve(sim: &Simulator, db: &TestDb, sink: &EventSink) -> Served {
         "name": "app", "type": "http", "events": ["test.*"], "url": sink.url(),
         "secret": SINK_SECRET, "timeout_ms": 1000, "backoff_base_ms": 10, "backoff_max_ms": 200
     }]);
-    let mut cmd = lark_service();
+    let mut cmd = lark_service_against(sim, db.url());
     cmd.args(["serve"])
-        .env("APP_ID", lark_service::sim::SIM_APP_ID)
-        .env("APP_SECRET", lark_service::sim::SIM_APP_SECRET)
-        .env("ENCRYPTION_KEY", "44".repeat(32))
-        .env("LARK_DOMAIN", sim.base_url())
-        .env("LARK_ACCOUNTS_DOMAIN", sim.base_url())
-        .env("DATABASE_URL", db.url())
         .env("HTTP_BIND", "127.0.0.1:0")
         .env("FORWARD_SINKS", sinks.to_string());
     Served::start(cmd)

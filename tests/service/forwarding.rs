@@ -7,11 +7,11 @@
 //! The JetStream tests need the broker on this machine and fail without it.
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::replica::Replica;
 use futures_util::StreamExt;
 use lark_service::forward::card_callback::FALLBACK_TOAST;
 use lark_service::forward::config::ForwardSettings;
@@ -19,7 +19,6 @@ use lark_service::forward::nats_sink::NatsSink;
 use lark_service::forward::sink::{Delivery, Sink};
 use lark_service::sim::event_sink::EventSink;
 use lark_service::sim::Simulator;
-use lark_service::startup::Service;
 use serde_json::{json, Value};
 
 use crate::support::nats::TestStream;
@@ -192,70 +191,33 @@ async fn dead_letters_are_listed_and_retried_once_the_sink_is_back() {
         })
         .await;
         assert_all_arrived(&sink, &expected_ids(N, "dead"));
-        let path = format!("/admin/outbox/{}/retry", dead[0]["id"]);
-        wait_for("the row marked delivered", Duration::from_secs(10), || {
-            let path = path.clone();
-            async move { (status(path).await == 409).then_some(()) }
-        })
-        .await;
-        app.stop().await;
-    }
-}
-
-/// A service in its own actix system, so stopping it ends its actors too,
-/// as a crash or a deploy would.
-struct Replica {
-    server: actix_web::dev::ServerHandle,
-    port: u16,
-    thread: std::thread::JoinHandle<()>,
-}
-
-impl Replica {
-    fn start(settings: lark_service::config::Settings) -> Self {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_rt::System::new().block_on(async move {
-                let app = Service::builder(settings)
-                    .build()
+        let dead_ids: Vec<&Value> = dead.iter().map(|r| &r["id"]).collect();
+        wait_for(
+            "the retried rows marked delivered",
+            Duration::from_secs(10),
+            || async {
+                let listed: Value = app
+                    .admin_get("/admin/outbox?state=delivered")
                     .await
-                    .expect("replica builds");
-                tx.send((app.server_handle(), app.port()))
-                    .expect("test waits");
-                let _ = app.run_until_stopped().await;
-            });
-        });
-        let (server, port) = rx.recv().expect("replica started");
-        Self {
-            server,
-            port,
-            thread,
-        }
-    }
-
-    /// Rows waiting in the outbox, as this replica's admin route lists them.
-    async fn pending(&self) -> Option<usize> {
-        let body: Value = reqwest::Client::new()
-            .get(format!(
-                "http://127.0.0.1:{}/admin/outbox?state=pending",
-                self.port
-            ))
-            .bearer_auth(crate::support::ADMIN_TOKEN)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
-        Some(body["rows"].as_array()?.len())
-    }
-
-    async fn kill(self) {
-        self.server.stop(false).await;
-        let thread = self.thread;
-        actix_rt::task::spawn_blocking(move || thread.join())
-            .await
-            .expect("join")
-            .expect("replica thread");
+                    .json()
+                    .await
+                    .ok()?;
+                let delivered: Vec<&Value> = listed["rows"]
+                    .as_array()?
+                    .iter()
+                    .map(|r| &r["id"])
+                    .collect();
+                dead_ids
+                    .iter()
+                    .all(|id| delivered.contains(id))
+                    .then_some(())
+            },
+        )
+        .await;
+        // A delivered row is no dead letter: retrying it is refused.
+        let path = format!("/admin/outbox/{}/retry", dead[0]["id"]);
+        assert_eq!(status(path).await, 409, "{backend}");
+        app.stop().await;
     }
 }
 
@@ -359,7 +321,7 @@ async fn jetstream_holds_each_event_once_from_two_replicas_and_redeliveries() {
         )
         .await;
         wait_for("an empty outbox", Duration::from_secs(30), || async {
-            (replicas[0].pending().await? == 0).then_some(())
+            (replicas[0].outbox_rows("pending").await? == 0).then_some(())
         })
         .await;
         let ids = bus.read_all().await;
@@ -532,11 +494,7 @@ async fn foreign_card_callbacks_are_answered_over_nats_request_reply() {
 
 #[test]
 fn a_bad_sink_configuration_stops_start_up_naming_the_sink() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_lark-service"))
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
+    let out = crate::support::binary::lark_service()
         .args(["serve"])
         .env("APP_ID", lark_service::sim::SIM_APP_ID)
         .env("APP_SECRET", "x")

@@ -12,9 +12,7 @@ async fn migrated(url: &str) -> Db {
     let pool = build_pool(&DatabaseUrl::parse(url).unwrap()).unwrap();
     let db = Db::start(pool);
     let backend = DatabaseUrl::parse(url).unwrap().backend();
-    let folders = std::fs::read_dir(format!("migrations/{backend}"))
-        .unwrap()
-        .count();
+    let folders = crate::support::migration_count(backend);
     assert_eq!(
         db.migrate().await.unwrap(),
         folders,

@@ -6,26 +6,18 @@
 use std::time::Duration;
 
 use lark_service::sim::oauth::SimUser;
-use lark_service::startup::Service;
 use serde_json::Value;
 
+use crate::support::replica::Replica;
 use crate::support::{
-    backends, in_seconds, metric_value, seed_refreshable, settings_for, spawn_app_with, wait_for,
-    TestApp,
+    backends, in_seconds, metric_value, postgres_only, seed_refreshable, settings_for, sim_user,
+    spawn_app_with, wait_for, TestApp, FAST, REFRESH_PATH,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-const REFRESH_PATH: &str = "/authen/v1/oidc/refresh_access_token";
-
-/// Tick every second, run AI calls on a simulated app, poll fast.
-pub const FAST: &[(&str, &str)] = &[
-    ("TOKEN_REFRESH_INTERVAL_SECONDS", "1"),
-    ("AILY_APP_ID", "spring_test__c"),
-    ("AILY_POLL_INTERVAL_MS", "20"),
-];
 
 fn user(n: usize) -> SimUser {
-    SimUser::new(&format!("ou_refresh{n:021}"), &format!("User {n}"))
+    sim_user("refresh", n, &format!("User {n}"))
 }
 
 /// Wait until `open_id`'s stored access token is no longer `old`.
@@ -163,17 +155,14 @@ async fn an_expired_refresh_token_ends_in_reauth_required_and_a_new_card() {
 
 #[actix_rt::test]
 async fn two_services_on_one_postgresql_database_spend_each_refresh_token_once() {
-    let Some(db) = backends().into_iter().find(|d| d.backend() == "postgres") else {
-        return; // needs TEST_DATABASE_URL
+    let Some(db) =
+        postgres_only("two_services_on_one_postgresql_database_spend_each_refresh_token_once")
+    else {
+        return;
     };
     const USERS: usize = 1_000;
     let app = spawn_app_with(db, FAST).await;
-    let other = Service::builder(settings_for(&app.sim, &app.db, FAST))
-        .build()
-        .await
-        .expect("second service builds");
-    let other_server = other.server_handle();
-    actix_rt::spawn(other.run_until_stopped());
+    let other = Replica::start(settings_for(&app.sim, &app.db, FAST));
     seed_refreshable(
         &app,
         (100..100 + USERS).map(user).collect(),
@@ -210,5 +199,5 @@ async fn two_services_on_one_postgresql_database_spend_each_refresh_token_once()
     assert_eq!(oauth.reused_refresh_tokens(), Vec::<String>::new());
     assert_eq!(oauth.refreshes_granted(), USERS);
     assert_eq!(app.sim.recorder().requests_to(REFRESH_PATH).len(), USERS);
-    other_server.stop(true).await;
+    other.kill().await;
 }

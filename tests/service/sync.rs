@@ -3,50 +3,26 @@
 //! down without failing it; one run at a time per process, and one per
 //! PostgreSQL database across services.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use lark_service::auth::vault::{EncryptionKey, Vault};
 use lark_service::config::{defaults, overlay, Settings};
-use lark_service::db::connection::ConnectionManager;
-use lark_service::db::models::{sync_run, user_auth_session};
-use lark_service::db::DatabaseUrl;
+use lark_service::db::models::sync_run;
 use lark_service::sim::oauth::SimUser;
-use lark_service::sim::{seed, Fault, SimState, SIM_APP_ID};
-use lark_service::startup::Service;
+use lark_service::sim::Fault;
 use lark_service::sync::runner::SKIPPED;
 use serde_json::{json, Value};
 
+use crate::support::binary::lark_service_against;
+use crate::support::replica::Replica;
 use crate::support::{
-    backends, settings_for, spawn_app, spawn_app_with, wait_for, TestApp, TestDb, ADMIN_TOKEN,
+    backends, postgres_only, seed_completed, settings_for, sim_user, spawn_app, spawn_app_with,
+    wait_for, TestApp, TestDb,
 };
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn user(n: usize) -> SimUser {
-    SimUser::new(&format!("ou_sync{n:024}"), &format!("User {n}"))
-}
-
-/// Store completed sessions for `users` (and grant them tokens in the
-/// simulator) straight through the database.
-fn seed_users(app: &TestApp, users: Vec<SimUser>) {
-    let url = DatabaseUrl::parse(app.db.url()).expect("test database URL");
-    let mut conn = ConnectionManager::new(url)
-        .establish()
-        .expect("test database reachable");
-    let vault = Vault::new(&EncryptionKey::from_hex(&"11".repeat(32)).expect("test key"));
-    let state: &Arc<SimState> = app.sim.state();
-    let n = users.len();
-    let stored = seed::completed_sessions(
-        &mut conn,
-        &state.open_api.oauth,
-        &vault,
-        SIM_APP_ID,
-        users,
-        lark_service::db::now(),
-    )
-    .expect("sessions seeded");
-    assert_eq!(stored, n);
+    sim_user("sync", n, &format!("User {n}"))
 }
 
 async fn trigger(app: &TestApp) -> i64 {
@@ -70,20 +46,6 @@ async fn finished(app: &TestApp, id: i64) -> Value {
     .await
 }
 
-async fn session_of(app: &TestApp, open_id: &str) -> user_auth_session::UserAuthSession {
-    let open_id = open_id.to_owned();
-    app.app_db
-        .read(move |c| {
-            user_auth_session::list(c, None, 1000).map(|rows| {
-                rows.into_iter()
-                    .find(|r| r.open_id.as_deref() == Some(open_id.as_str()))
-            })
-        })
-        .await
-        .expect("read")
-        .expect("the session exists")
-}
-
 #[actix_rt::test]
 async fn a_changed_profile_is_synced_an_unchanged_one_is_not_rewritten_and_a_refused_token_needs_reauth(
 ) {
@@ -91,9 +53,9 @@ async fn a_changed_profile_is_synced_an_unchanged_one_is_not_rewritten_and_a_ref
         let backend = db.backend();
         let app = spawn_app(db).await;
         let (alice, bob, carol) = (user(1), user(2), user(3));
-        seed_users(&app, vec![alice.clone(), bob.clone(), carol.clone()]);
-        let bob_before = session_of(&app, &bob.open_id).await;
-        let alice_before = session_of(&app, &alice.open_id).await;
+        seed_completed(&app, vec![alice.clone(), bob.clone(), carol.clone()]);
+        let bob_before = app.session_of(&bob.open_id).await;
+        let alice_before = app.session_of(&alice.open_id).await;
 
         let oauth = &app.sim.state().open_api.oauth;
         assert!(oauth.update_user(&alice.open_id, |u| {
@@ -114,7 +76,7 @@ async fn a_changed_profile_is_synced_an_unchanged_one_is_not_rewritten_and_a_ref
         assert_eq!(run["progress"], 1.0);
         assert!(run["finished_at"].is_string());
 
-        let alice_after = session_of(&app, &alice.open_id).await;
+        let alice_after = app.session_of(&alice.open_id).await;
         assert_eq!(alice_after.user_name.as_deref(), Some("Alice Renamed"));
         assert_eq!(
             alice_after.avatar_url.as_deref(),
@@ -126,12 +88,12 @@ async fn a_changed_profile_is_synced_an_unchanged_one_is_not_rewritten_and_a_ref
         );
         assert!(alice_after.last_synced_at > alice_before.last_synced_at);
 
-        let bob_after = session_of(&app, &bob.open_id).await;
+        let bob_after = app.session_of(&bob.open_id).await;
         assert_eq!(bob_after.updated_at, bob_before.updated_at, "{backend}");
         assert_eq!(bob_after.last_synced_at, bob_before.last_synced_at);
         assert_eq!(bob_after.user_name, bob_before.user_name);
 
-        let carol_after = session_of(&app, &carol.open_id).await;
+        let carol_after = app.session_of(&carol.open_id).await;
         assert_eq!(carol_after.state, "reauth_required", "{backend}");
         assert!(carol_after
             .error
@@ -152,7 +114,7 @@ async fn a_rate_limited_run_waits_out_the_reset_and_still_finishes() {
     for db in backends() {
         let backend = db.backend();
         let app = spawn_app(db).await;
-        seed_users(&app, (1..=5).map(user).collect());
+        seed_completed(&app, (1..=5).map(user).collect());
         app.sim
             .recorder()
             .inject("user_info", Fault::RateLimit { reset_seconds: 1 }, 3);
@@ -184,7 +146,9 @@ async fn a_second_trigger_while_one_runs_gets_409_naming_it() {
     for db in backends() {
         let backend = db.backend();
         let app = spawn_app(db).await;
-        seed_users(&app, (1..=3).map(user).collect());
+        seed_completed(&app, (1..=3).map(user).collect());
+        // Slow profile fetches keep the first run going while the second
+        // trigger arrives.
         app.sim
             .recorder()
             .inject("user_info", Fault::Delay(Duration::from_millis(700)), 3);
@@ -211,39 +175,30 @@ async fn a_second_trigger_while_one_runs_gets_409_naming_it() {
 
 #[actix_rt::test]
 async fn two_services_on_one_postgresql_database_run_the_sync_once() {
-    let Some(db) = backends().into_iter().find(|d| d.backend() == "postgres") else {
-        return; // needs TEST_DATABASE_URL
+    let Some(db) = postgres_only("two_services_on_one_postgresql_database_run_the_sync_once")
+    else {
+        return;
     };
     let app = spawn_app(db).await;
-    seed_users(&app, (1..=4).map(user).collect());
+    seed_completed(&app, (1..=4).map(user).collect());
+    // Slow profile fetches keep the first run going while the other
+    // replica's trigger arrives.
     app.sim
         .recorder()
         .inject("user_info", Fault::Delay(Duration::from_millis(500)), 4);
 
     // A second replica: same database, same platform.
-    let other = Service::builder(settings_for(&app.sim, &app.db, &[]))
-        .build()
-        .await
-        .expect("second service builds");
-    let other_url = format!("http://127.0.0.1:{}", other.port());
-    let other_server = other.server_handle();
-    actix_rt::spawn(other.run_until_stopped());
-    let post = |base: String| {
-        let http = app.http.clone();
-        async move {
-            let resp = http
-                .post(format!("{base}/admin/sync"))
-                .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await
-                .expect("sent");
-            assert_eq!(resp.status(), 202);
-            resp.json::<Value>().await.unwrap()["run_id"]
-                .as_i64()
-                .unwrap()
-        }
+    let other = Replica::start(settings_for(&app.sim, &app.db, &[]));
+    let started = |resp: reqwest::Response| async move {
+        assert_eq!(resp.status(), 202);
+        resp.json::<Value>().await.unwrap()["run_id"]
+            .as_i64()
+            .unwrap()
     };
-    let (a, b) = futures_util::join!(post(app.address.clone()), post(other_url));
+    let (a, b) = futures_util::join!(
+        async { started(app.admin_post("/admin/sync", json!({})).await).await },
+        async { started(other.admin_post("/admin/sync", json!({})).await).await },
+    );
     assert_ne!(a, b);
 
     let mut statuses = Vec::new();
@@ -261,7 +216,7 @@ async fn two_services_on_one_postgresql_database_run_the_sync_once() {
         4,
         "the sync ran once"
     );
-    other_server.stop(true).await;
+    other.kill().await;
 }
 
 #[actix_rt::test]
@@ -274,7 +229,7 @@ async fn the_schedule_starts_runs() {
         ],
     )
     .await;
-    seed_users(&app, vec![user(1)]);
+    seed_completed(&app, vec![user(1)]);
     let run = wait_for("a scheduled run", RUN_TIMEOUT, || async {
         let row = app
             .app_db
@@ -314,27 +269,17 @@ async fn the_sync_command_runs_a_sync_and_prints_its_counts() {
         let backend = db.backend();
         let app = spawn_app(db).await;
         let (alice, bob) = (user(1), user(2));
-        seed_users(&app, vec![alice.clone(), bob]);
-        app.sim
+        seed_completed(&app, vec![alice.clone(), bob]);
+        assert!(app
+            .sim
             .state()
             .open_api
             .oauth
-            .update_user(&alice.open_id, |u| u.name = "Alice From The CLI".into());
+            .update_user(&alice.open_id, |u| u.name = "Alice From The CLI".into()));
 
-        let dir = tempfile::tempdir().expect("temp dir");
-        let key = "11".repeat(32);
-        let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_lark-service"))
-            .arg("sync")
-            .current_dir(dir.path())
-            .env_clear()
-            .envs([
-                ("APP_ID", SIM_APP_ID),
-                ("APP_SECRET", lark_service::sim::SIM_APP_SECRET),
-                ("ENCRYPTION_KEY", key.as_str()),
-                ("DATABASE_URL", app.db.url()),
-                ("LARK_DOMAIN", app.sim.base_url()),
-                ("LARK_ACCOUNTS_DOMAIN", app.sim.base_url()),
-            ])
+        let mut sync = lark_service_against(&app.sim, app.db.url());
+        sync.arg("sync");
+        let out = tokio::process::Command::from(sync)
             .output()
             .await
             .expect("the binary runs");
@@ -352,7 +297,7 @@ async fn the_sync_command_runs_a_sync_and_prints_its_counts() {
         // Not a terminal: plain lines, no bar drawing.
         assert!(!stdout.contains('\u{1b}'), "{stdout}");
         assert_eq!(
-            session_of(&app, &alice.open_id).await.user_name.as_deref(),
+            app.session_of(&alice.open_id).await.user_name.as_deref(),
             Some("Alice From The CLI")
         );
     }

@@ -4,6 +4,11 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use lark_service::sim::Simulator;
+
+/// How long `serve` may take to report its control surface listening.
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The binary, run where no `.env` can leak in, with only the variables a
 /// test sets.
 pub fn lark_service() -> Command {
@@ -12,6 +17,19 @@ pub fn lark_service() -> Command {
     cmd.current_dir(dir.keep())
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default());
+    cmd
+}
+
+/// [`lark_service`] aimed at `sim` and the database at `database_url`,
+/// with the credentials and key the in-process test services use.
+pub fn lark_service_against(sim: &Simulator, database_url: &str) -> Command {
+    let mut cmd = lark_service();
+    cmd.env("APP_ID", lark_service::sim::SIM_APP_ID)
+        .env("APP_SECRET", lark_service::sim::SIM_APP_SECRET)
+        .env("ENCRYPTION_KEY", super::TEST_KEY_HEX)
+        .env("LARK_DOMAIN", sim.base_url())
+        .env("LARK_ACCOUNTS_DOMAIN", sim.base_url())
+        .env("DATABASE_URL", database_url);
     cmd
 }
 
@@ -27,14 +45,20 @@ impl Served {
     pub fn start(mut cmd: Command) -> Self {
         let mut child = cmd.stderr(Stdio::piped()).spawn().expect("serve starts");
         let stderr = child.stderr.take().expect("stderr is piped");
-        let mut lines = BufReader::new(stderr).lines();
-        let listening = lines
-            .by_ref()
-            .map_while(Result::ok)
-            .find(|l| l.contains("control surface listening"));
-        assert!(listening.is_some(), "serve never reported listening");
-        std::thread::spawn(move || lines.for_each(drop));
-        Self { child }
+        let (listening, heard) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if line.contains("control surface listening") {
+                    let _ = listening.send(());
+                }
+            }
+        });
+        let served = Self { child };
+        assert!(
+            heard.recv_timeout(START_TIMEOUT).is_ok(),
+            "serve did not report listening within {START_TIMEOUT:?}"
+        );
+        served
     }
 
     pub fn sigterm(&self) {

@@ -8,6 +8,7 @@ pub mod binary;
 pub mod counting;
 pub mod db;
 pub mod nats;
+pub mod replica;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -20,6 +21,17 @@ use lark_service::ws::ClientConfig;
 pub use db::{backends, TestDb};
 
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+/// Tick the token refresher every second, run AI calls on a simulated
+/// Aily app, poll its runs fast.
+pub const FAST: &[(&str, &str)] = &[
+    ("TOKEN_REFRESH_INTERVAL_SECONDS", "1"),
+    ("AILY_APP_ID", "spring_test__c"),
+    ("AILY_POLL_INTERVAL_MS", "20"),
+];
+/// The v1 refresh endpoint card-click sessions refresh on.
+pub const REFRESH_PATH: &str = "/authen/v1/oidc/refresh_access_token";
+/// The `ENCRYPTION_KEY` every test service (in-process or binary) runs with.
+pub const TEST_KEY_HEX: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 
 /// Logs are quiet unless `TEST_LOG` is set.
 pub fn init_logs() {
@@ -43,11 +55,10 @@ pub struct TestApp {
 /// Settings aimed at `sim` and `db`, with `extra` pairs on top.
 pub fn settings_for(sim: &Simulator, db: &TestDb, extra: &[(&str, &str)]) -> Settings {
     let mut raw = defaults().expect("defaults parse");
-    let key = "11".repeat(32);
     let pairs = [
         ("APP_ID", lark_service::sim::SIM_APP_ID),
         ("APP_SECRET", lark_service::sim::SIM_APP_SECRET),
-        ("ENCRYPTION_KEY", key.as_str()),
+        ("ENCRYPTION_KEY", TEST_KEY_HEX),
         ("DATABASE_URL", db.url()),
         ("LARK_DOMAIN", sim.base_url()),
         ("LARK_ACCOUNTS_DOMAIN", sim.base_url()),
@@ -209,35 +220,102 @@ where
 
 /// The key [`settings_for`] configures, for sealing and opening tokens in tests.
 pub fn test_vault() -> lark_service::auth::vault::Vault {
-    let key =
-        lark_service::auth::vault::EncryptionKey::from_hex(&"11".repeat(32)).expect("test key");
+    let key = lark_service::auth::vault::EncryptionKey::from_hex(TEST_KEY_HEX).expect("test key");
     lark_service::auth::vault::Vault::new(&key)
+}
+
+/// What seeding writes to: a connection of its own to `database_url`, and
+/// the simulator that grants the users' tokens.
+fn seed_with(
+    database_url: &str,
+    sim: &Simulator,
+    users: Vec<lark_service::sim::oauth::SimUser>,
+    seed: impl FnOnce(
+        &mut lark_service::db::AnyConnection,
+        &lark_service::sim::oauth::OAuthState,
+        Vec<lark_service::sim::oauth::SimUser>,
+    ) -> Result<usize, lark_service::sim::seed::SeedError>,
+) {
+    let url = lark_service::db::DatabaseUrl::parse(database_url).expect("test database URL");
+    let mut conn = lark_service::db::connection::ConnectionManager::new(url)
+        .establish()
+        .expect("test database reachable");
+    let n = users.len();
+    let stored = seed(&mut conn, &sim.state().open_api.oauth, users).expect("sessions seeded");
+    assert_eq!(stored, n);
+}
+
+/// Store completed sessions for `users`, each with a live access token
+/// granted by the simulator (no refresh token).
+pub fn seed_completed(app: &TestApp, users: Vec<lark_service::sim::oauth::SimUser>) {
+    seed_with(app.db.url(), &app.sim, users, |conn, oauth, users| {
+        lark_service::sim::seed::completed_sessions(
+            conn,
+            oauth,
+            &test_vault(),
+            lark_service::sim::SIM_APP_ID,
+            users,
+            lark_service::db::now(),
+        )
+    });
 }
 
 /// Store completed sessions for `users` holding a v1 token pair (granted
 /// by the simulator) whose access token the database says expires at
-/// `token_expires_at`.
+/// `token_expires_at`, in the database at `database_url` (migrated).
+pub fn seed_refreshable_at(
+    database_url: &str,
+    sim: &Simulator,
+    users: Vec<lark_service::sim::oauth::SimUser>,
+    token_expires_at: chrono::NaiveDateTime,
+) {
+    seed_with(database_url, sim, users, |conn, oauth, users| {
+        lark_service::sim::seed::refreshable_sessions(
+            conn,
+            oauth,
+            &test_vault(),
+            lark_service::sim::SIM_APP_ID,
+            users,
+            lark_service::db::now(),
+            token_expires_at,
+        )
+    });
+}
+
+/// [`seed_refreshable_at`] in `app`'s database.
 pub fn seed_refreshable(
     app: &TestApp,
     users: Vec<lark_service::sim::oauth::SimUser>,
     token_expires_at: chrono::NaiveDateTime,
 ) {
-    let url = lark_service::db::DatabaseUrl::parse(app.db.url()).expect("test database URL");
-    let mut conn = lark_service::db::connection::ConnectionManager::new(url)
-        .establish()
-        .expect("test database reachable");
-    let n = users.len();
-    let stored = lark_service::sim::seed::refreshable_sessions(
-        &mut conn,
-        &app.sim.state().open_api.oauth,
-        &test_vault(),
-        lark_service::sim::SIM_APP_ID,
-        users,
-        lark_service::db::now(),
-        token_expires_at,
-    )
-    .expect("sessions seeded");
-    assert_eq!(stored, n);
+    seed_refreshable_at(app.db.url(), &app.sim, users, token_expires_at);
+}
+
+/// A simulated user with a test-specific open_id: `ou_`, then `prefix` and
+/// `n` zero-padded to 28 characters.
+pub fn sim_user(prefix: &str, n: usize, name: &str) -> lark_service::sim::oauth::SimUser {
+    let width = 28usize.saturating_sub(prefix.len());
+    lark_service::sim::oauth::SimUser::new(&format!("ou_{prefix}{n:0width$}"), name)
+}
+
+/// The PostgreSQL test database, for tests that need two services on one
+/// database; `None` (and a line saying so) without `TEST_DATABASE_URL`.
+pub fn postgres_only(test: &str) -> Option<TestDb> {
+    let db = backends().into_iter().find(|d| d.backend() == "postgres");
+    if db.is_none() {
+        eprintln!("{test}: skipped, it needs PostgreSQL (set TEST_DATABASE_URL)");
+    }
+    db
+}
+
+/// How many migrations `backend` (`sqlite` or `postgres`) has.
+pub fn migration_count(backend: &str) -> usize {
+    std::fs::read_dir(format!(
+        "{}/migrations/{backend}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("migrations folder")
+    .count()
 }
 
 /// `now + seconds`, as the database stores times.
