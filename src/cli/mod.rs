@@ -2,7 +2,7 @@
 //! and turns its error into an exit code and a message that says what to do.
 //!
 //! Exit codes: 0 success, 2 usage or configuration error, 1 anything else
-//! (the `auth` commands keep the Auth Guard's own contract).
+//! (the `auth` and `url` commands keep the Auth Guard's own contract).
 
 pub mod ai;
 pub mod auth;
@@ -13,12 +13,14 @@ pub mod send_auth_card;
 pub mod serve;
 pub mod sessions;
 pub mod sync;
+pub mod url;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 use crate::config::ConfigError;
+use crate::device::url_decode::UrlCommand;
 use crate::device::AuthCommand;
 use crate::startup::StartupError;
 
@@ -55,6 +57,12 @@ pub enum Command {
     Auth {
         #[command(subcommand)]
         cmd: AuthCommand,
+    },
+    /// Decode a Feishu Project / Meegle URL locally (the Auth Guard's URL
+    /// trigger; the same JSON and exit codes as `meegle url decode`).
+    Url {
+        #[command(subcommand)]
+        cmd: UrlCommand,
     },
 }
 
@@ -93,6 +101,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Demo(args) => exit_code(demo::run(args).await),
             Command::Migrate => exit_code(migrate::run().await),
             Command::Auth { cmd } => auth::run(cmd).await,
+            Command::Url { cmd } => url::run(&cmd),
             Command::SendAuthCard(args) => exit_code(send_auth_card::run(args).await),
             Command::Sessions(args) => exit_code(sessions::run(args).await),
             Command::Ai(args) => exit_code(ai::run(args).await),

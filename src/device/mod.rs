@@ -19,6 +19,8 @@
 //! - [`error`]: one error enum whose variants map to the stable codes.
 //! - [`feishu`]: Feishu's own device flow on the accounts host, for
 //!   authorizing the app as a Feishu user (no CLI of its own here).
+//! - [`url_decode`]: `url decode`, the guard's first step when the user
+//!   sends a link: its kind and host, exactly as the reference CLI says.
 
 pub mod cli;
 pub mod clock;
@@ -36,6 +38,7 @@ pub mod output;
 pub mod registration;
 pub mod status;
 pub mod store;
+pub mod url_decode;
 pub mod wire;
 
 pub use cli::{run, AuthCommand, AuthContext};
