@@ -36,12 +36,17 @@ enum Part {
     Fragment,
 }
 
-/// `shouldEscape(c, encodeHost)`, which is also Go's answer for zones.
-fn host_must_escape(c: u8) -> bool {
-    !(c.is_ascii_alphanumeric()
+/// RFC 3986's unreserved characters, its sub-delims and `:`: what Go lets
+/// stand unescaped in both a host and a user info.
+fn unreserved_sub_delim_or_colon(c: u8) -> bool {
+    c.is_ascii_alphanumeric()
         || matches!(
             c,
-            b'!' | b'$'
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
                 | b'&'
                 | b'\''
                 | b'('
@@ -52,16 +57,12 @@ fn host_must_escape(c: u8) -> bool {
                 | b';'
                 | b'='
                 | b':'
-                | b'['
-                | b']'
-                | b'<'
-                | b'>'
-                | b'"'
-                | b'-'
-                | b'_'
-                | b'.'
-                | b'~'
-        ))
+        )
+}
+
+/// `shouldEscape(c, encodeHost)`, which is also Go's answer for zones.
+fn host_must_escape(c: u8) -> bool {
+    !(unreserved_sub_delim_or_colon(c) || matches!(c, b'[' | b']' | b'<' | b'>' | b'"'))
 }
 
 fn unhex(c: u8) -> u8 {
@@ -219,29 +220,9 @@ fn parse_authority(authority: &[u8]) -> Result<Vec<u8>, String> {
     };
     let userinfo = &authority[..at];
     // Go's validUserinfo walks runes, and any non-ASCII rune is refused.
-    let valid = userinfo.iter().all(|&c| {
-        c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'-' | b'.'
-                    | b'_'
-                    | b':'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'\''
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b'%'
-                    | b'@'
-            )
-    });
+    let valid = userinfo
+        .iter()
+        .all(|&c| unreserved_sub_delim_or_colon(c) || matches!(c, b'%' | b'@'));
     if !valid {
         return Err("net/url: invalid userinfo".into());
     }

@@ -436,15 +436,21 @@ pub enum UrlCommand {
 }
 
 /// `url decode` flags. Both are plain strings so that misuse gets the
-/// JSON envelope rather than clap's text.
+/// JSON envelope rather than clap's text; given twice, the last one counts,
+/// as in the reference.
 #[derive(Debug, Clone, Default, Args)]
 pub struct DecodeArgs {
     /// The URL, a bare path (/space/story/detail/1) or a host without a
     /// scheme.
-    #[arg(long, value_name = "URL", allow_hyphen_values = true)]
+    #[arg(
+        long,
+        value_name = "URL",
+        allow_hyphen_values = true,
+        overrides_with = "url"
+    )]
     pub url: Option<String>,
     /// json (default), ndjson or table.
-    #[arg(long, value_name = "json|ndjson|table")]
+    #[arg(long, value_name = "json|ndjson|table", overrides_with = "format")]
     pub format: Option<String>,
 }
 
