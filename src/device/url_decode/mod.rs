@@ -99,8 +99,8 @@ enum Value<'a> {
 }
 
 impl DecodedUrl {
-    /// The fields that are printed, in the reference's order: `url_kind`
-    /// and `pathname` always, the others only when set.
+    /// The fields that are printed, in the reference's order: `url_kind`,
+    /// `pathname` and `raw` always, the others only when set.
     fn fields(&self) -> Vec<(&'static str, Value<'_>)> {
         let text = [
             ("host", &self.host),
@@ -133,9 +133,8 @@ impl DecodedUrl {
         if !self.redirected_from.is_empty() {
             fields.push(("redirected_from", Value::Text(&self.redirected_from)));
         }
-        if !self.raw.is_empty() {
-            fields.push(("raw", Value::Text(self.raw.as_bytes())));
-        }
+        // Never empty: decode refuses an empty URL.
+        fields.push(("raw", Value::Text(self.raw.as_bytes())));
         fields
     }
 
