@@ -20,13 +20,13 @@
 //!
 //! Outcomes (`lark_token_refresh_total{outcome}`):
 //! - `ok`: the new pair is stored.
-//! - `transient` / `rate_limited`: the network, a 5xx, 20050, or a rate
+//! - `transient` / `rate_limited`: the network, a 5xx, 20050/20072, or a rate
 //!   limit (every refresh then waits out `x-ogw-ratelimit-reset`, see
 //!   [`Pace`]). The claim is released with a backoff before the next try.
-//! - `reauth_required`: 20026/20037/20064/20073, the refresh token is gone
-//!   for good; or the stored refresh token cannot be opened (its key is
-//!   unknown, or it is damaged: counted in `lark_vault_unreadable_total`).
-//!   The session moves to `reauth_required` and, with
+//! - `reauth_required`: 20024/20026/20037/20064/20073/20074, the refresh
+//!   token is gone for good; or the stored refresh token cannot be opened
+//!   (its key is unknown, or it is damaged: counted in
+//!   `lark_vault_unreadable_total`). The session moves to `reauth_required` and, with
 //!   `TOKEN_REFRESH_SEND_AUTH_CARD`, the user gets a new authorization card.
 //! - `error`: anything else (an unexpected answer); released with a
 //!   backoff, for an operator to look at.
