@@ -292,7 +292,13 @@ impl Application {
         ));
         board.register(&device_logins);
         let user_sync = supervise::spawn(UserInfoSync::new(
-            sync_runner(&settings, &db, &lark, &credentials.encryption_key),
+            sync_runner(
+                &settings,
+                &db,
+                &lark,
+                &credentials.encryption_key,
+                &refresher,
+            ),
             settings
                 .sync
                 .enabled
@@ -489,6 +495,7 @@ pub fn sync_runner(
     db: &Db,
     lark: &LarkClient,
     key: &crate::auth::vault::EncryptionKey,
+    refresher: &Addr<TokenRefresher>,
 ) -> SyncRunner {
     SyncRunner::new(
         db.clone(),
@@ -496,6 +503,7 @@ pub fn sync_runner(
         Vault::new(key),
         settings.database.url.clone(),
         SyncOptions::default(),
+        refresher.clone(),
     )
 }
 

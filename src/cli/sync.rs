@@ -21,7 +21,7 @@ pub async fn run() -> Result<(), CliError> {
     let settings = Settings::load()?;
     let key = settings.require_for_serve()?.encryption_key;
     let core = Core::start(&settings).await?;
-    let runner = sync_runner(&settings, &core.db, &core.lark, &key);
+    let runner = sync_runner(&settings, &core.db, &core.lark, &key, &core.refresher);
     let id = runner
         .begin(Trigger::Admin)
         .await

@@ -271,10 +271,11 @@ impl Worker {
             Err(AppCallError::Lark(e)) if e.needs_reauth() => {
                 let reason = format!("the platform refused the refresh token: {e}");
                 let db = self.db.clone();
-                let (id, owner) = (claim.id, self.owner.clone());
+                let (id, owner, generation) =
+                    (claim.id, self.owner.clone(), claim.token_generation);
                 let why = reason.clone();
                 match db
-                    .write(move |c| sessions::refresh_refused(c, id, &owner, &why))
+                    .write(move |c| sessions::refresh_refused(c, id, &owner, generation, &why))
                     .await
                 {
                     Ok(true) => Outcome::Reauth(reason),
