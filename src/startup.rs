@@ -157,7 +157,7 @@ impl Core {
             settings.lark.domain.clone(),
             settings.lark.accounts_domain.clone(),
         )?;
-        let vault = Vault::new(&credentials.encryption_key);
+        let vault = credentials.vault();
 
         let app_tokens = supervise::spawn(AppTokenCache::new(
             lark.clone(),
@@ -293,13 +293,7 @@ impl Application {
         ));
         board.register(&device_logins);
         let user_sync = supervise::spawn(UserInfoSync::new(
-            sync_runner(
-                &settings,
-                &db,
-                &lark,
-                &credentials.encryption_key,
-                &refresher,
-            ),
+            sync_runner(&settings, &db, &lark, &credentials.vault(), &refresher),
             settings
                 .sync
                 .enabled
@@ -495,13 +489,13 @@ pub fn sync_runner(
     settings: &Settings,
     db: &Db,
     lark: &LarkClient,
-    key: &crate::auth::vault::EncryptionKey,
+    vault: &Vault,
     refresher: &Addr<TokenRefresher>,
 ) -> SyncRunner {
     SyncRunner::new(
         db.clone(),
         lark.clone(),
-        Vault::new(key),
+        vault.clone(),
         settings.database.url.clone(),
         SyncOptions::default(),
         refresher.clone(),
