@@ -157,7 +157,7 @@ impl Core {
             settings.lark.domain.clone(),
             settings.lark.accounts_domain.clone(),
         )?;
-        let vault = Vault::new(&credentials.encryption_key);
+        let vault = credentials.vault();
 
         let app_tokens = supervise::spawn(AppTokenCache::new(
             lark.clone(),
@@ -293,7 +293,7 @@ impl Application {
         ));
         board.register(&device_logins);
         let user_sync = supervise::spawn(UserInfoSync::new(
-            sync_runner(&settings, &db, &lark, &credentials.encryption_key),
+            sync_runner(&settings, &db, &lark, &credentials.vault()),
             settings
                 .sync
                 .enabled
@@ -490,16 +490,11 @@ async fn connect_sinks(
 }
 
 /// The user-info sync runner over the service's database and client.
-pub fn sync_runner(
-    settings: &Settings,
-    db: &Db,
-    lark: &LarkClient,
-    key: &crate::auth::vault::EncryptionKey,
-) -> SyncRunner {
+pub fn sync_runner(settings: &Settings, db: &Db, lark: &LarkClient, vault: &Vault) -> SyncRunner {
     SyncRunner::new(
         db.clone(),
         lark.clone(),
-        Vault::new(key),
+        vault.clone(),
         settings.database.url.clone(),
         SyncOptions::default(),
     )
