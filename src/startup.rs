@@ -293,7 +293,7 @@ impl Application {
         ));
         board.register(&device_logins);
         let user_sync = supervise::spawn(UserInfoSync::new(
-            sync_runner(&settings, &db, &lark, &credentials.vault()),
+            sync_runner(&settings, &db, &lark, &credentials.vault(), &refresher),
             settings
                 .sync
                 .enabled
@@ -366,7 +366,8 @@ impl Application {
             },
             readiness: Readiness {
                 ws_connected: Some(connected_rx.clone()),
-                fallback_to_http: settings.ws.fallback_to_http,
+                webhook_accepts: settings.ws.fallback_to_http
+                    && webhook_config(&settings).is_some(),
                 ledger: ledger_health,
                 ledger_actor: ledger,
             },
@@ -490,13 +491,20 @@ async fn connect_sinks(
 }
 
 /// The user-info sync runner over the service's database and client.
-pub fn sync_runner(settings: &Settings, db: &Db, lark: &LarkClient, vault: &Vault) -> SyncRunner {
+pub fn sync_runner(
+    settings: &Settings,
+    db: &Db,
+    lark: &LarkClient,
+    vault: &Vault,
+    refresher: &Addr<TokenRefresher>,
+) -> SyncRunner {
     SyncRunner::new(
         db.clone(),
         lark.clone(),
         vault.clone(),
         settings.database.url.clone(),
         SyncOptions::default(),
+        refresher.clone(),
     )
 }
 
