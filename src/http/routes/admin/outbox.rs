@@ -55,7 +55,7 @@ pub async fn list(
 
 /// What a retry request found.
 enum Retried {
-    Pending(OutboxEvent),
+    Pending(Box<OutboxEvent>),
     NotDead,
     NoSuchRow,
     /// The row's sink is not configured (any more): retrying would leave
@@ -94,7 +94,8 @@ pub async fn retry(
             Ok(match outbox_event::sink_of(c, id)? {
                 None => Retried::NoSuchRow,
                 Some(sink) if !configured.contains(&sink) => Retried::SinkRemoved(sink),
-                Some(_) => outbox_event::retry(c, id)?.map_or(Retried::NotDead, Retried::Pending),
+                Some(_) => outbox_event::retry(c, id)?
+                    .map_or(Retried::NotDead, |row| Retried::Pending(Box::new(row))),
             })
         })
         .await?;
