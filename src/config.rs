@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::auth::vault::EncryptionKey;
 use crate::db::connection::DatabaseUrl;
-use crate::domain::{BaseUrl, Secret};
+use crate::domain::{BaseUrl, Scopes, Secret};
 use crate::forward::config::ForwardSettings;
 use crate::sync::schedule::CronSchedule;
 
@@ -46,6 +46,7 @@ pub const KEYS: &[&str] = &[
     "LARK_ENCRYPT_KEY",
     "LARK_VERIFICATION_TOKEN",
     "OAUTH_REDIRECT_URI",
+    "OAUTH_SCOPES",
     "USER_INFO_SYNC_ENABLED",
     "USER_INFO_SYNC_SCHEDULE",
     "AUTH_SESSION_TTL_SECONDS",
@@ -107,6 +108,8 @@ pub struct WsSettings {
 #[derive(Debug, Clone)]
 pub struct OAuthSettings {
     pub redirect_uri: Option<url::Url>,
+    /// Asked of every user by every flow; `offline_access` included.
+    pub scopes: Scopes,
 }
 
 #[derive(Debug, Clone)]
@@ -242,7 +245,11 @@ impl Settings {
                     get("WEBSOCKET_FALLBACK_TO_HTTP"),
                 )?,
             },
-            oauth: OAuthSettings { redirect_uri },
+            oauth: OAuthSettings {
+                redirect_uri,
+                scopes: Scopes::parse(get("OAUTH_SCOPES").unwrap_or(""))
+                    .map_err(|e| invalid("OAUTH_SCOPES", e))?,
+            },
             sync: SyncSettings {
                 enabled: parse_bool("USER_INFO_SYNC_ENABLED", get("USER_INFO_SYNC_ENABLED"))?,
                 schedule: CronSchedule::parse(get("USER_INFO_SYNC_SCHEDULE").unwrap_or(""))
@@ -409,6 +416,21 @@ mod tests {
         assert_eq!(s.auth.session_ttl, Duration::from_secs(600));
         assert_eq!(s.lark.domain.as_str(), "https://open.feishu.cn");
         assert!(s.encryption_key.is_none());
+        for scope in [
+            "contact:user.base:readonly",
+            "contact:user.email:readonly",
+            "aily:session:write",
+            "aily:message:write",
+            "aily:message:read",
+            "aily:run:write",
+            "aily:run:read",
+            "offline_access",
+        ] {
+            assert!(
+                s.oauth.scopes.contains(scope),
+                "default OAUTH_SCOPES lacks {scope}"
+            );
+        }
     }
 
     #[test]
@@ -445,6 +467,7 @@ mod tests {
             ("WEBSOCKET_FALLBACK_TO_HTTP", "maybe"),
             ("TOKEN_REFRESH_CONCURRENCY", "0"),
             ("AILY_POLL_INTERVAL_MS", "soon"),
+            ("OAUTH_SCOPES", "aily:run:write,aily:run:read"),
         ];
         for (var, value) in cases {
             let err = with(&[(var, value)]).unwrap_err();

@@ -15,6 +15,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const WS_CONNECTED: &str = "lark_ws_connected";
 pub const WS_RECONNECTS: &str = "lark_ws_reconnects_total";
 pub const WS_FRAMES: &str = "lark_ws_frames_total";
+pub const WS_REFUSED: &str = "lark_ws_refused";
 pub const EVENTS: &str = "lark_events_total";
 pub const EVENT_HANDLE_SECONDS: &str = "lark_event_handle_seconds";
 pub const EVENTS_DUPLICATE: &str = "lark_events_duplicate_total";
@@ -44,6 +45,7 @@ pub const ALL: &[&str] = &[
     WS_CONNECTED,
     WS_RECONNECTS,
     WS_FRAMES,
+    WS_REFUSED,
     EVENTS,
     EVENT_HANDLE_SECONDS,
     EVENTS_DUPLICATE,
@@ -112,6 +114,10 @@ fn describe() {
     describe_gauge!(WS_CONNECTED, "1 while the long connection is up, else 0");
     describe_counter!(WS_RECONNECTS, "Long-connection reconnect attempts");
     describe_counter!(WS_FRAMES, "WebSocket frames by direction (in/out) and kind");
+    describe_gauge!(
+        WS_REFUSED,
+        "1 while the platform refuses the long connection, by reason (app_rejected, forbidden, connection_limit)"
+    );
     describe_counter!(EVENTS, "Events by type and outcome");
     describe_histogram!(
         EVENT_HANDLE_SECONDS,
@@ -167,6 +173,9 @@ fn zero_samples(actor_names: &[&'static str]) {
         for kind in ["event", "card", "ping", "pong"] {
             counter!(WS_FRAMES, "direction" => direction, "kind" => kind).increment(0);
         }
+    }
+    for reason in crate::ws::RefusedReason::ALL {
+        gauge!(WS_REFUSED, "reason" => reason.as_str()).increment(0.0);
     }
     for outcome in ["ok", "error", "timeout"] {
         counter!(EVENTS, "event_type" => "card.action.trigger", "outcome" => outcome).increment(0);

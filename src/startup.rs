@@ -191,6 +191,7 @@ impl Core {
                 app_id: credentials.app_id.clone(),
                 app_secret: credentials.app_secret.clone(),
                 redirect_uri: settings.oauth.redirect_uri.clone(),
+                scopes: settings.oauth.scopes.clone(),
             },
             lark.clone(),
             registry.clone(),

@@ -40,7 +40,7 @@ use super::registry::{
     CompleteSession, CreateSession, FailSession, GetSession, SessionEnded, SessionOutcome,
     SessionRegistry, SessionView, SetMessageId, WatchSessionEnds,
 };
-use crate::domain::{AuthMethod, Secret, SessionState};
+use crate::domain::{AuthMethod, Scopes, Secret, SessionState};
 use crate::events::envelope::Envelope;
 use crate::events::router::{HandlerError, HandlerResult};
 use crate::lark::auth_api::{AuthorizeRequest, UserInfo, UserToken};
@@ -55,10 +55,6 @@ pub const NAME: &str = "card_auth";
 
 /// The event type of card clicks.
 pub const CARD_ACTION: &str = "card.action.trigger";
-
-/// Scopes asked for on the authorize page (`offline_access` is added so a
-/// refresh token comes back).
-const SCOPES: &[&str] = &["contact:user.base:readonly"];
 
 /// What `POST /admin/auth-cards` and `send-auth-card` answer.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -95,6 +91,8 @@ pub struct CardAuthConfig {
     pub app_id: String,
     pub app_secret: Secret,
     pub redirect_uri: Option<url::Url>,
+    /// `OAUTH_SCOPES`, asked of every user.
+    pub scopes: Scopes,
 }
 
 pub struct CardAuth {
@@ -183,7 +181,7 @@ fn authorize_url(client: &LarkClient, config: &CardAuthConfig, session_id: Uuid)
     Some(client.authorize_url(&AuthorizeRequest {
         app_id: &config.app_id,
         redirect_uri: redirect.as_str(),
-        scopes: SCOPES,
+        scopes: &config.scopes,
         state: &state,
         pkce: None,
     }))

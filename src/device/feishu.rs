@@ -18,12 +18,11 @@ use super::device_auth::{
 };
 use super::error::{DeviceError, Step};
 use super::wire::{encode_sorted, DeviceClient};
+use crate::domain::scopes::OFFLINE_ACCESS;
 use crate::domain::BaseUrl;
 
 pub const DEVICE_AUTHORIZATION_PATH: &str = "/oauth/v1/device_authorization";
 pub const TOKEN_PATH: &str = "/oauth/v3/token";
-/// The scope that makes the accounts host issue a refresh token.
-pub const OFFLINE_ACCESS: &str = "offline_access";
 /// `expires_in` of a device code when the host names none.
 pub const DEFAULT_CODE_LIFETIME_SECONDS: u64 = 240;
 /// `slow_down` adds 5 s to the interval, up to this ceiling.

@@ -2,9 +2,11 @@
 //! rest of the code can trust them.
 
 pub mod base_url;
+pub mod scopes;
 pub mod secret;
 pub mod session;
 
 pub use base_url::BaseUrl;
+pub use scopes::Scopes;
 pub use secret::Secret;
 pub use session::{AuthMethod, SessionState};

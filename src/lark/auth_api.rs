@@ -29,10 +29,9 @@ use sha2::{Digest as _, Sha256};
 
 use super::client::{encode_component, ApiRequest, LarkClient, LarkError};
 use super::de::opt_string;
+use crate::domain::Scopes;
 use crate::telemetry::Masked;
 
-/// The scope that makes the platform hand out a refresh token.
-pub const OFFLINE_ACCESS: &str = "offline_access";
 /// The authorize page on the accounts host.
 pub const AUTHORIZE_PATH: &str = "/open-apis/authen/v1/authorize";
 
@@ -188,8 +187,8 @@ impl fmt::Debug for PkceVerifier {
 pub struct AuthorizeRequest<'a> {
     pub app_id: &'a str,
     pub redirect_uri: &'a str,
-    /// Requested scopes; `offline_access` is added when missing.
-    pub scopes: &'a [&'a str],
+    /// Requested scopes (`offline_access` among them).
+    pub scopes: &'a Scopes,
     /// Comes back on the redirect; the service uses the session id.
     pub state: &'a str,
     pub pkce: Option<&'a PkceVerifier>,
@@ -241,11 +240,7 @@ impl LarkClient {
     /// The v2 authorize URL on the accounts host (§5.1), where the user's
     /// browser is sent to grant access.
     pub fn authorize_url(&self, req: &AuthorizeRequest<'_>) -> String {
-        let mut scopes: Vec<&str> = req.scopes.to_vec();
-        if !scopes.contains(&OFFLINE_ACCESS) {
-            scopes.push(OFFLINE_ACCESS);
-        }
-        let scope = scopes.join(" ");
+        let scope = req.scopes.to_param();
         let mut params = vec![
             ("client_id", req.app_id),
             ("response_type", "code"),
@@ -386,7 +381,7 @@ mod tests {
         let url = client.authorize_url(&AuthorizeRequest {
             app_id: "cli_a1b2c3d4e5f60718",
             redirect_uri: "https://svc.example.com/oauth/callback?x=1",
-            scopes: &["contact:user.base:readonly"],
+            scopes: &Scopes::parse("contact:user.base:readonly").unwrap(),
             state: "0b6c-state",
             pkce: Some(&verifier),
         });

@@ -110,7 +110,7 @@ impl LarkError {
         match self {
             Self::Transport(e) => !e.is_builder(),
             Self::Http { status, .. } => *status >= 500,
-            Self::Api { code, .. } => *code == codes::AUTHN_SERVER_ERROR,
+            Self::Api { code, .. } => codes::REFRESH_TRANSIENT.contains(code),
             Self::RateLimited { .. } => true,
             Self::Decode { .. } => false,
         }
@@ -503,11 +503,15 @@ mod tests {
         for code in [99991663, 99991664, 99991668, 99991677] {
             assert!(api(code).is_token_invalid());
         }
-        for code in [20026, 20037, 20064, 20073] {
+        for code in [20024, 20026, 20037, 20064, 20073, 20074] {
             assert!(api(code).needs_reauth());
             assert!(!api(code).is_token_invalid());
+            assert!(!api(code).is_transient());
         }
-        assert!(api(20050).is_transient());
+        for code in [20050, 20072] {
+            assert!(api(code).is_transient());
+            assert!(!api(code).needs_reauth());
+        }
         assert!(!api(230001).is_transient());
     }
 

@@ -12,6 +12,7 @@ use super::im_api::ReceiveIdType;
 use super::{codes, LarkClient, LarkError};
 use crate::auth::card;
 use crate::domain::BaseUrl;
+use crate::domain::Scopes;
 use crate::sim::oauth::SimUser;
 use crate::sim::{Fault, Simulator, SIM_APP_ID, SIM_APP_SECRET};
 
@@ -175,7 +176,7 @@ async fn redirect_flow_exchanges_through_v2_with_pkce() {
     let url = client.authorize_url(&AuthorizeRequest {
         app_id: SIM_APP_ID,
         redirect_uri: REDIRECT,
-        scopes: &["contact:user.base:readonly"],
+        scopes: &Scopes::parse("contact:user.base:readonly").unwrap(),
         state: "session-42",
         pkce: Some(&verifier),
     });
@@ -245,7 +246,7 @@ async fn authorize_page_without_a_signed_in_user_shows_a_login_page() {
     let url = client.authorize_url(&AuthorizeRequest {
         app_id: SIM_APP_ID,
         redirect_uri: REDIRECT,
-        scopes: &[],
+        scopes: &Scopes::parse("").unwrap(),
         state: "s",
         pkce: None,
     });
@@ -262,7 +263,7 @@ async fn v2_refresh_rotates_and_refuses_reuse() {
     let url = client.authorize_url(&AuthorizeRequest {
         app_id: SIM_APP_ID,
         redirect_uri: REDIRECT,
-        scopes: &[],
+        scopes: &Scopes::parse("").unwrap(),
         state: "s",
         pkce: None,
     });

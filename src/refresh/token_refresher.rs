@@ -20,10 +20,10 @@
 //!
 //! Outcomes (`lark_token_refresh_total{outcome}`):
 //! - `ok`: the new pair is stored.
-//! - `transient` / `rate_limited`: the network, a 5xx, 20050, or a rate
+//! - `transient` / `rate_limited`: the network, a 5xx, 20050/20072, or a rate
 //!   limit (every refresh then waits out `x-ogw-ratelimit-reset`, see
 //!   [`Pace`]). The claim is released with a backoff before the next try.
-//! - `reauth_required`: 20026/20037/20064/20073, the refresh token is gone
+//! - `reauth_required`: 20024/20026/20037/20064/20073/20074, the refresh token is gone
 //!   for good. The session moves to `reauth_required` and, with
 //!   `TOKEN_REFRESH_SEND_AUTH_CARD`, the user gets a new authorization card.
 //! - `error`: anything else (a stored token that does not decrypt, an

@@ -73,6 +73,7 @@ fn the_alert_rules_cover_the_promised_cases_and_use_real_metrics() {
     let text = asset("prometheus-alerts.yml");
     for alert in [
         "LarkWebSocketDown",
+        "LarkWebSocketRefused",
         "LarkAuthFailureRateHigh",
         "LarkTokenRefreshFailures",
         "LarkUserSyncFailed",
