@@ -181,6 +181,7 @@ impl Core {
                 &credentials.app_id,
                 credentials.app_secret.expose(),
             ),
+            settings.oauth.scopes.clone(),
             lark.clone(),
             registry.clone(),
             CardUpdater::new(lark.clone(), app_tokens.clone()),

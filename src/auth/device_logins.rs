@@ -39,6 +39,7 @@ use super::registry::{CompleteSession, CreateSession, FailSession, SessionRegist
 use crate::device::device_auth::DeviceCode;
 use crate::device::error::{DeviceError, Step};
 use crate::device::feishu::{next_interval, FeishuDeviceClient, FeishuGrant, FeishuPoll};
+use crate::domain::scopes::Scopes;
 use crate::domain::AuthMethod;
 use crate::lark::auth_api::UserToken;
 use crate::lark::client::LarkClient;
@@ -47,9 +48,6 @@ use crate::supervise::{Lifecycle, Managed};
 use crate::telemetry::Masked;
 
 pub const NAME: &str = "device_logins";
-
-/// Scopes asked for (`offline_access` is added so a refresh token comes back).
-const SCOPE: &str = "contact:user.base:readonly";
 
 /// A click must be answered within the platform's 3 s; asking the accounts
 /// host for a code gets this much of it.
@@ -171,6 +169,8 @@ impl AttemptEnd {
 
 pub struct DeviceLogins {
     accounts: FeishuDeviceClient,
+    /// `OAUTH_SCOPES`, asked of every user (`offline_access` included).
+    scopes: Scopes,
     lark: LarkClient,
     registry: Addr<SessionRegistry>,
     cards: CardUpdater,
@@ -183,12 +183,14 @@ pub struct DeviceLogins {
 impl DeviceLogins {
     pub fn new(
         accounts: FeishuDeviceClient,
+        scopes: Scopes,
         lark: LarkClient,
         registry: Addr<SessionRegistry>,
         cards: CardUpdater,
     ) -> Self {
         Self {
             accounts,
+            scopes,
             lark,
             registry,
             cards,
@@ -199,8 +201,11 @@ impl DeviceLogins {
     }
 
     /// Ask the accounts host for a code, within the click's budget.
-    async fn request_code(accounts: FeishuDeviceClient) -> Result<DeviceCode, DeviceError> {
-        match tokio::time::timeout(CODE_REQUEST_BUDGET, accounts.authorize(SCOPE)).await {
+    async fn request_code(
+        accounts: FeishuDeviceClient,
+        scope: String,
+    ) -> Result<DeviceCode, DeviceError> {
+        match tokio::time::timeout(CODE_REQUEST_BUDGET, accounts.authorize(&scope)).await {
             Ok(answer) => answer,
             Err(_) => Err(DeviceError::Network {
                 step: Step::DeviceAuthorization,
@@ -423,6 +428,7 @@ impl Handler<StartDeviceLogin> for DeviceLogins {
 
     fn handle(&mut self, msg: StartDeviceLogin, _: &mut Context<Self>) -> Self::Result {
         let (accounts, registry) = (self.accounts.clone(), self.registry.clone());
+        let scope = self.scopes.to_param();
         let open_id = msg.open_id.clone();
         let work = async move {
             let session = registry
@@ -433,7 +439,7 @@ impl Handler<StartDeviceLogin> for DeviceLogins {
                 .await??;
             let session_id = Uuid::parse_str(&session.session_id)
                 .map_err(|e| AuthError::BadInput(e.to_string()))?;
-            match accounts.authorize(SCOPE).await {
+            match accounts.authorize(&scope).await {
                 Ok(code) => Ok((session_id, code)),
                 Err(e) => {
                     let message = e.to_string();
@@ -466,7 +472,7 @@ impl Handler<StartCardLogin> for DeviceLogins {
         if !self.starting.insert(session_id) {
             return Box::pin(fut::ready(Err(AuthError::InProgress)));
         }
-        let work = Self::request_code(self.accounts.clone());
+        let work = Self::request_code(self.accounts.clone(), self.scopes.to_param());
         Box::pin(work.into_actor(self).map(move |result, act, ctx| {
             act.starting.remove(&session_id);
             match result {

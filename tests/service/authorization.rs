@@ -169,9 +169,15 @@ async fn a_click_starts_a_device_code_whose_approval_completes_the_session() {
             .into_owned()
             .collect();
         assert!(form.contains(&("client_id".into(), lark_service::sim::SIM_APP_ID.into())));
-        assert!(form
-            .iter()
-            .any(|(k, v)| k == "scope" && v.split(' ').any(|s| s == "offline_access")));
+        // OAUTH_SCOPES (the default here), offline_access included.
+        let scope = &form.iter().find(|(k, _)| k == "scope").unwrap().1;
+        for wanted in [
+            "contact:user.email:readonly",
+            "aily:run:write",
+            "offline_access",
+        ] {
+            assert!(scope.split(' ').any(|s| s == wanted), "{backend}: {scope}");
+        }
         assert_eq!(session(&app, &session_id).await["state"], "pending");
 
         // Alice opens the link in Feishu and approves.
