@@ -38,6 +38,7 @@ pub const FORWARD_TOTAL: &str = "lark_forward_total";
 pub const OUTBOX_PENDING: &str = "lark_outbox_pending";
 pub const OUTBOX_DEAD_LETTERS: &str = "lark_outbox_dead_letters";
 pub const FORWARD_SECONDS: &str = "lark_forward_seconds";
+pub const VAULT_UNREADABLE: &str = "lark_vault_unreadable_total";
 
 /// Every family above, for checks that dashboards and alerts name only
 /// metrics that exist.
@@ -68,6 +69,7 @@ pub const ALL: &[&str] = &[
     OUTBOX_PENDING,
     OUTBOX_DEAD_LETTERS,
     FORWARD_SECONDS,
+    VAULT_UNREADABLE,
 ];
 
 /// Buckets from 100 µs to 3 s: event handling must finish well inside the
@@ -163,6 +165,10 @@ fn describe() {
         Unit::Seconds,
         "Time one delivery attempt (or card-callback request) took, by sink"
     );
+    describe_counter!(
+        VAULT_UNREADABLE,
+        "Stored tokens no configured key opens, by reason (unknown_key, damaged); each moves its session to reauth_required"
+    );
 }
 
 /// Touch each family with its common labels so it shows before its first event.
@@ -218,6 +224,9 @@ fn zero_samples(actor_names: &[&'static str]) {
     gauge!(OUTBOX_PENDING).increment(0.0);
     gauge!(OUTBOX_DEAD_LETTERS).increment(0.0);
     histogram!(FORWARD_SECONDS, "sink" => "none").record(0.0);
+    for reason in ["unknown_key", "damaged"] {
+        counter!(VAULT_UNREADABLE, "reason" => reason).increment(0);
+    }
 }
 
 /// Count a rejected input (malformed frame, forged webhook, bad JSON…).

@@ -195,7 +195,9 @@ impl From<crate::auth::error::AuthError> for ApiError {
             A::UnknownSession(_) => Self::not_found("unknown_session", e.to_string()),
             A::NotPending(_) | A::Expired => Self::conflict("session_not_pending", e.to_string()),
             A::WrongOperator => Self::conflict("wrong_operator", e.to_string()),
-            A::AuthRequired(_) => Self::conflict("auth_required", e.to_string()),
+            A::AuthRequired(_) | A::Unreadable { .. } => {
+                Self::conflict("auth_required", e.to_string())
+            }
             A::BadInput(_) => Self::bad_request("bad_input", e.to_string()),
             A::InProgress => Self::conflict("in_progress", e.to_string()),
             A::Exchange(_) => Self::bad_request("exchange_failed", e.to_string()),

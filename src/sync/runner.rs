@@ -31,7 +31,7 @@ use tracing::Instrument;
 use super::error::SyncError;
 use super::replica_lock::ReplicaLock;
 use super::run_view::{ratio, RunStatus, Trigger};
-use crate::auth::vault::Vault;
+use crate::auth::vault::{SealedColumn, Slot, Vault};
 use crate::db::models::sync_run::{self, NewSyncRun, RunCounts};
 use crate::db::models::user_auth_session::{self as sessions, ProfileChange, SyncCandidate};
 use crate::db::{DatabaseUrl, Db};
@@ -351,9 +351,18 @@ impl SyncRunner {
         let Some(sealed) = row.access_token_enc.as_deref() else {
             return Visit::Reauth("the session holds no access token".into());
         };
-        let token = match self.vault.open(sealed) {
+        let slot = Slot::new(SealedColumn::UserAccessToken, &row.session_id);
+        let token = match self.vault.open(slot, sealed) {
             Ok(t) => t,
-            Err(e) => return Visit::Failed(format!("cannot open the stored token: {e}")),
+            Err(e) => {
+                let Some(unreadable) = e.unreadable() else {
+                    return Visit::Failed(format!("cannot open the stored token: {e}"));
+                };
+                // No key this process has opens it: only a new
+                // authorization helps, so it is not a failure to retry.
+                unreadable.record();
+                return Visit::Reauth(e.session_reason());
+            }
         };
         let mut attempt = 0;
         loop {

@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use lark_service::auth::vault::{SealedColumn, Slot};
 use lark_service::db::models::user_auth_session;
 use lark_service::sim::card_click;
 use lark_service::sim::oauth::SimUser;
@@ -201,8 +202,9 @@ async fn a_click_starts_a_device_code_whose_approval_completes_the_session() {
             .unwrap()
             .unwrap();
         let sealed = row.access_token_enc.unwrap();
-        assert!(sealed.starts_with("v1:") && !sealed.contains("u-"));
-        let token = test_vault().open(&sealed).unwrap();
+        assert!(sealed.starts_with("v2:") && !sealed.contains("u-"));
+        let slot = Slot::new(SealedColumn::UserAccessToken, &row.session_id);
+        let token = test_vault().open(slot, &sealed).unwrap();
         assert_eq!(
             app.sim
                 .state()
@@ -556,8 +558,9 @@ async fn two_hundred_concurrent_card_authorizations_all_complete_unmixed() {
             .unwrap();
         let vault = test_vault();
         for row in rows {
+            let slot = Slot::new(SealedColumn::UserAccessToken, &row.session_id);
             let token = vault
-                .open(row.access_token_enc.as_deref().unwrap())
+                .open(slot, row.access_token_enc.as_deref().unwrap())
                 .unwrap();
             assert_eq!(
                 app.sim.state().open_api.oauth.access_token_owner(&token),

@@ -347,6 +347,38 @@ pub fn mark_reauth_required(
         == 1)
 }
 
+/// Move completed row `id` to `reauth_required` because its stored token
+/// cannot be opened (unknown key, damaged). Only if the access token is
+/// still `access_token_enc` (a value stored meanwhile may open) and no
+/// refresh claim is live (its holder is about to store a new pair, or will
+/// record the same outcome itself). Returns whether it moved.
+pub fn mark_unreadable(
+    conn: &mut AnyConnection,
+    id: i64,
+    access_token_enc: &str,
+    reason: &str,
+) -> Result<bool, DbError> {
+    let now = crate::db::now();
+    Ok(diesel::update(
+        s::user_auth_sessions
+            .filter(s::id.eq(id))
+            .filter(s::state.eq(SessionState::Completed.as_str()))
+            .filter(s::access_token_enc.eq(access_token_enc))
+            .filter(
+                s::refresh_claimed_by
+                    .is_null()
+                    .or(s::refresh_claimed_until.lt(now)),
+            ),
+    )
+    .set((
+        s::state.eq(SessionState::ReauthRequired.as_str()),
+        s::error.eq(reason),
+        s::updated_at.eq(now),
+    ))
+    .execute(conn)?
+        == 1)
+}
+
 /// A session claimed for a token refresh: what the refresher needs of it.
 /// Token columns are vault ciphertext.
 #[derive(Debug, Clone, Queryable, Selectable)]
