@@ -300,7 +300,7 @@ impl Application {
         refresher.do_send(StartSchedule);
         let credentials = settings.require_for_serve()?;
         let user_sync = supervise::spawn(UserInfoSync::new(
-            sync_runner(&settings, &db, &lark, &credentials.vault()),
+            sync_runner(&settings, &db, &lark, &credentials.vault(), &refresher),
             settings
                 .sync
                 .enabled
@@ -497,13 +497,20 @@ async fn connect_sinks(
 }
 
 /// The user-info sync runner over the service's database and client.
-pub fn sync_runner(settings: &Settings, db: &Db, lark: &LarkClient, vault: &Vault) -> SyncRunner {
+pub fn sync_runner(
+    settings: &Settings,
+    db: &Db,
+    lark: &LarkClient,
+    vault: &Vault,
+    refresher: &Addr<TokenRefresher>,
+) -> SyncRunner {
     SyncRunner::new(
         db.clone(),
         lark.clone(),
         vault.clone(),
         settings.database.url.clone(),
         SyncOptions::default(),
+        refresher.clone(),
     )
 }
 
