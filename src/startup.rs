@@ -373,7 +373,8 @@ impl Application {
             },
             readiness: Readiness {
                 ws_connected: Some(connected_rx.clone()),
-                fallback_to_http: settings.ws.fallback_to_http,
+                webhook_accepts: settings.ws.fallback_to_http
+                    && webhook_config(&settings).is_some(),
                 ledger: ledger_health,
                 ledger_actor: ledger,
             },

@@ -323,6 +323,56 @@ async fn fifteen_refused_handshakes_in_a_row_are_outlasted_without_a_process_res
     );
 }
 
+/// `/readyz` once `ws_connection` is refused (so the long connection is
+/// down for good in this test), with `extra` configuration.
+async fn readiness_with_the_long_connection_down(
+    db: TestDb,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let app = spawn(
+        db,
+        extra,
+        |sim| sim.ws().refuse_handshakes(100, 403, None),
+        |b| b,
+    )
+    .await;
+    wait_for(
+        "the connection to be refused",
+        Duration::from_secs(10),
+        || async { (ws_actor(&app).await?["state"] == "refused").then_some(()) },
+    )
+    .await;
+    let resp = app.get("/readyz").await;
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+#[actix_rt::test]
+async fn readiness_fails_with_the_long_connection_down_and_no_webhook_secret() {
+    for db in backends() {
+        let backend = db.backend();
+        // The webhook is enabled by default, but without a secret it answers 503.
+        let (status, body) = readiness_with_the_long_connection_down(db, &[]).await;
+        assert_eq!(status, 503, "{backend}: {body}");
+        assert_eq!(body["events"], "none", "{backend}");
+        assert_eq!(body["webhook_accepts"], false, "{backend}");
+        assert_eq!(body["database"], "ok", "{backend}");
+    }
+}
+
+#[actix_rt::test]
+async fn readiness_holds_with_the_long_connection_down_when_the_webhook_is_configured() {
+    for db in backends() {
+        let backend = db.backend();
+        let (status, body) =
+            readiness_with_the_long_connection_down(db, &[("LARK_VERIFICATION_TOKEN", "vtok")])
+                .await;
+        assert_eq!(status, 200, "{backend}: {body}");
+        assert_eq!(body["events"], "webhook", "{backend}");
+        assert_eq!(body["webhook_accepts"], true, "{backend}");
+    }
+}
+
 fn now_secs() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
