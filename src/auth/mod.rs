@@ -6,4 +6,5 @@ pub mod card_auth;
 pub mod device_logins;
 pub mod error;
 pub mod registry;
+pub mod rekey;
 pub mod vault;
