@@ -69,6 +69,10 @@ pub enum ConfigError {
     Source { path: String, message: String },
 }
 
+/// `ADMIN_TOKEN`s shorter than this are guessable by brute force over the
+/// network; `openssl rand -hex 24` gives 48 characters.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
 fn invalid(var: &'static str, message: impl std::fmt::Display) -> ConfigError {
     ConfigError::Invalid {
         var,
@@ -244,7 +248,7 @@ impl Settings {
                         format!("`{bind}` is not an address like 127.0.0.1:8080"),
                     )
                 })?,
-                admin_token: secret("ADMIN_TOKEN"),
+                admin_token: admin_token(secret("ADMIN_TOKEN"))?,
             },
             ws: WsSettings {
                 max_reconnect_retries: parse_num(
@@ -420,6 +424,20 @@ fn overlay_dotenv(raw: &mut RawSettings, path: &Path) -> Result<(), ConfigError>
     Ok(())
 }
 
+/// An `ADMIN_TOKEN`, if set, long enough not to be guessed.
+fn admin_token(token: Option<Secret>) -> Result<Option<Secret>, ConfigError> {
+    match token {
+        Some(t) if t.expose().chars().count() < MIN_ADMIN_TOKEN_CHARS => Err(invalid(
+            "ADMIN_TOKEN",
+            format!(
+                "must be at least {MIN_ADMIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 24`), \
+                 or unset to disable the admin API"
+            ),
+        )),
+        other => Ok(other),
+    }
+}
+
 fn parse_num<T: std::str::FromStr>(var: &'static str, v: Option<&str>) -> Result<T, ConfigError> {
     let v = v.ok_or_else(|| invalid(var, "must be set to a whole number"))?;
     v.parse()
@@ -516,6 +534,7 @@ mod tests {
             ("WEBSOCKET_FALLBACK_TO_HTTP", "maybe"),
             ("TOKEN_REFRESH_CONCURRENCY", "0"),
             ("AILY_POLL_INTERVAL_MS", "soon"),
+            ("ADMIN_TOKEN", "fifteen-chars.."),
             ("OAUTH_SCOPES", "aily:run:write,aily:run:read"),
         ];
         for (var, value) in cases {
@@ -597,7 +616,25 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let s = with(&[("APP_SECRET", "super-secret-value-123")]).unwrap();
-        assert!(!format!("{s:?}").contains("super-secret-value-123"));
+        let s = with(&[
+            ("APP_SECRET", "super-secret-value-123"),
+            ("ADMIN_TOKEN", "admin-token-value-456"),
+        ])
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("super"), "{shown}");
+        assert!(shown.contains("supe***"), "{shown}");
+        assert!(!shown.contains("admin-"), "{shown}");
+    }
+
+    #[test]
+    fn an_admin_token_of_sixteen_characters_is_enough() {
+        let s = with(&[("ADMIN_TOKEN", "sixteen-chars..!")]).unwrap();
+        assert!(s.http.admin_token.is_some());
+        assert!(with(&[("ADMIN_TOKEN", "")])
+            .unwrap()
+            .http
+            .admin_token
+            .is_none());
     }
 }

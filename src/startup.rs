@@ -293,7 +293,7 @@ impl Application {
         ));
         board.register(&device_logins);
         let user_sync = supervise::spawn(UserInfoSync::new(
-            sync_runner(&settings, &db, &lark, &credentials.vault()),
+            sync_runner(&settings, &db, &lark, &credentials.vault(), &refresher),
             settings
                 .sync
                 .enabled
@@ -319,7 +319,11 @@ impl Application {
         let ledger_health = ledger.health();
         let ledger = supervise::spawn(ledger);
         board.register(&ledger);
-        let router = supervise::spawn(EventRouter::new(handlers, ledger, forwarding.clone()));
+        let router = supervise::spawn(EventRouter::new(
+            handlers,
+            ledger.clone(),
+            forwarding.clone(),
+        ));
         board.register(&router);
         let (connected_tx, connected_rx) = tokio::sync::watch::channel(false);
         let ws = supervise::spawn(WsConnection::new(
@@ -364,6 +368,7 @@ impl Application {
                 ws_connected: Some(connected_rx.clone()),
                 fallback_to_http: settings.ws.fallback_to_http,
                 ledger: ledger_health,
+                ledger_actor: ledger,
             },
         });
         let openapi = web::Data::new(http::openapi::Rendered(
@@ -485,13 +490,20 @@ async fn connect_sinks(
 }
 
 /// The user-info sync runner over the service's database and client.
-pub fn sync_runner(settings: &Settings, db: &Db, lark: &LarkClient, vault: &Vault) -> SyncRunner {
+pub fn sync_runner(
+    settings: &Settings,
+    db: &Db,
+    lark: &LarkClient,
+    vault: &Vault,
+    refresher: &Addr<TokenRefresher>,
+) -> SyncRunner {
     SyncRunner::new(
         db.clone(),
         lark.clone(),
         vault.clone(),
         settings.database.url.clone(),
         SyncOptions::default(),
+        refresher.clone(),
     )
 }
 

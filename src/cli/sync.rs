@@ -21,7 +21,7 @@ pub async fn run() -> Result<(), CliError> {
     let settings = Settings::load()?;
     let vault = settings.require_for_serve()?.vault();
     let core = Core::start(&settings).await?;
-    let runner = sync_runner(&settings, &core.db, &core.lark, &vault);
+    let runner = sync_runner(&settings, &core.db, &core.lark, &vault, &core.refresher);
     let id = runner
         .begin(Trigger::Admin)
         .await

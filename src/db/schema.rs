@@ -29,6 +29,7 @@ diesel::table! {
         refresh_claimed_by -> Nullable<Text>,
         refresh_claimed_until -> Nullable<Timestamp>,
         refresh_attempts -> Integer,
+        token_generation -> BigInt,
     }
 }
 

@@ -302,10 +302,10 @@ impl Worker {
     /// Move the claimed session to `reauth_required` for `reason`.
     async fn reauth(&self, claim: &RefreshClaim, reason: String) -> Outcome {
         let db = self.db.clone();
-        let (id, owner) = (claim.id, self.owner.clone());
+        let (id, owner, generation) = (claim.id, self.owner.clone(), claim.token_generation);
         let why = reason.clone();
         match db
-            .write(move |c| sessions::refresh_refused(c, id, &owner, &why))
+            .write(move |c| sessions::refresh_refused(c, id, &owner, generation, &why))
             .await
         {
             Ok(true) => Outcome::Reauth(reason),

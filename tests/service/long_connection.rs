@@ -82,6 +82,61 @@ async fn a_card_click_over_the_long_connection_completes_authorization() {
 }
 
 #[actix_rt::test]
+async fn clicks_in_event_frames_are_acked_with_a_body_whatever_their_outcome() {
+    for db in backends() {
+        let backend = db.backend();
+        let (app, _) = counting_app(db, &[], |_| {}).await;
+        let alice = "ou_alice_ack_00000000000000001";
+        app.sim
+            .state()
+            .open_api
+            .oauth
+            .add_user(SimUser::new(alice, "Alice"));
+        let sent: Value = app
+            .admin_post("/admin/auth-cards", json!({"user_id": alice}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let state = app.sim.state();
+        let ours = card_click::click(state, sent["message_id"].as_str().unwrap(), alice).unwrap();
+        let foreign = card_click::click_value(state, alice, json!({"poll": "lunch", "choice": 2}));
+        let unknown = card_click::click_value(state, alice, json!({"action": "no.such.action"}));
+        let ws = app.sim.ws();
+        for (what, click) in [
+            ("the first click", &ours),
+            ("a duplicate", &ours),
+            ("a foreign card", &foreign),
+            ("an unhandled action", &unknown),
+        ] {
+            // `push_event` sends `type=event` frames, as the platform does.
+            let message_id = ws.push_event(click);
+            assert!(
+                ws.wait_until(Duration::from_secs(5), |w| w
+                    .acks()
+                    .iter()
+                    .any(|a| a.message_id == message_id))
+                    .await,
+                "{backend}: {what} not acked"
+            );
+            let ack = ws
+                .acks()
+                .into_iter()
+                .find(|a| a.message_id == message_id)
+                .unwrap();
+            assert_eq!(ack.frame.header("type"), Some("event"));
+            let data = ack
+                .data
+                .unwrap_or_else(|| panic!("{backend}: {what} acked without a body"));
+            assert!(data.is_object(), "{backend}: {what}: {data}");
+            if what == "a duplicate" {
+                assert_eq!(data, json!({}), "{backend}");
+            }
+        }
+    }
+}
+
+#[actix_rt::test]
 async fn twenty_disconnects_during_two_thousand_events_lose_and_double_nothing() {
     for db in backends() {
         let backend = db.backend();
