@@ -16,8 +16,8 @@ pub enum AuthError {
     Expired,
     #[error("this card was sent to another user")]
     WrongOperator,
-    #[error("the click carried no authorization code and OAUTH_REDIRECT_URI is not set")]
-    NoCode,
+    #[error("a code for this authorization is being requested; try again in a moment")]
+    InProgress,
     #[error("exchanging the authorization code failed: {0}")]
     Exchange(LarkError),
     #[error("the open platform refused: {0}")]
@@ -50,7 +50,7 @@ impl AuthError {
             Self::NotPending(_) => "not_pending",
             Self::Expired => "expired",
             Self::WrongOperator => "wrong_operator",
-            Self::NoCode => "no_code",
+            Self::InProgress => "in_progress",
             Self::Exchange(_) => "exchange_failed",
             Self::Platform(_) => "platform_error",
             Self::AuthRequired(_) => "auth_required",

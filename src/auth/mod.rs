@@ -3,6 +3,7 @@
 
 pub mod card;
 pub mod card_auth;
+pub mod card_updates;
 pub mod device_logins;
 pub mod error;
 pub mod registry;

@@ -415,11 +415,16 @@ impl OAuthState {
         ))
     }
 
-    /// Tokens for the signed-in user, who just approved a device login on
-    /// the accounts site; `None` when nobody is signed in.
-    pub(super) fn grant_device_login(&self, scope: &str) -> Option<Issued> {
+    /// Tokens for the user who just approved a device login on the
+    /// accounts site: `approver`, or else whoever is signed in; `None` when
+    /// nobody is.
+    pub(super) fn grant_device_login(&self, scope: &str, approver: Option<&str>) -> Option<Issued> {
         let mut inner = lock(&self.inner);
-        let open_id = inner.signed_in.clone()?;
+        let open_id = match approver {
+            Some(open_id) => open_id.to_owned(),
+            None => inner.signed_in.clone()?,
+        };
+        ensure_user(&mut inner, &open_id);
         let offline = scope.split(' ').any(|s| s == "offline_access");
         Some(issue_tokens(
             &mut inner,

@@ -46,7 +46,7 @@ use super::frame::{Frame, FrameKind};
 use super::reconnect::{ReconnectSchedule, RefusedReason, REFUSED_RETRY};
 use super::WsError;
 use crate::domain::{BaseUrl, Secret};
-use crate::events::router::{EventRouter, EventSource, RouteEvent, RouteOutcome};
+use crate::events::router::{EventRouter, EventSource, RouteEvent, RouteOutcome, Routed};
 use crate::metrics::{WS_CONNECTED, WS_FRAMES, WS_RECONNECTS, WS_REFUSED};
 use crate::supervise::backoff::Backoff;
 use crate::supervise::{ActorState, Lifecycle, Managed};
@@ -393,7 +393,6 @@ impl WsConnection {
         let Some(generation) = self.live.as_ref().map(|l| l.generation) else {
             return;
         };
-        let is_card = frame.kind() == FrameKind::Card;
         let complete = match frame.fragment_position() {
             Ok(pos) => {
                 let (id, sum, seq) = (pos.message_id.to_owned(), pos.sum, pos.seq);
@@ -425,43 +424,20 @@ impl WsConnection {
             payload,
             source: EventSource::WebSocket,
         });
-        ctx.spawn(route.into_actor(self).map(move |outcome, act, ctx| {
+        ctx.spawn(route.into_actor(self).map(move |routed, act, ctx| {
             act.in_flight -= 1;
-            let outcome = outcome.unwrap_or_else(|e| {
-                RouteOutcome::Unavailable(format!("event router unavailable: {e}"))
+            let routed = routed.unwrap_or_else(|e| Routed {
+                outcome: RouteOutcome::Unavailable(format!("event router unavailable: {e}")),
+                callback: false,
             });
-            act.answer(&frame, generation, is_card, outcome, started);
+            match ack_payload(&routed) {
+                Some(payload) => act.write_ack(&frame, generation, payload, started),
+                None => tracing::warn!(
+                    "event not recorded, so not acked; the platform will redeliver it"
+                ),
+            }
             act.finish_drain_if_idle(ctx);
         }));
-    }
-
-    /// Write the ack for a routed event, unless it must not have one.
-    fn answer(
-        &mut self,
-        frame: &Frame,
-        generation: u64,
-        is_card: bool,
-        outcome: RouteOutcome,
-        started: Instant,
-    ) {
-        if let RouteOutcome::Unavailable(reason) = &outcome {
-            tracing::warn!(%reason, "event not recorded, so not acked; the platform will redeliver it");
-            return;
-        }
-        let status = if outcome.code() == 200 {
-            AckStatus::Ok
-        } else {
-            AckStatus::Failed
-        };
-        let body = outcome
-            .body()
-            .map(|b| serde_json::to_vec(b).unwrap_or_else(|_| b"{}".to_vec()));
-        let payload = if is_card {
-            AckPayload::callback(status, body.as_deref())
-        } else {
-            AckPayload::event(status, body.as_deref())
-        };
-        self.write_ack(frame, generation, payload, started);
     }
 
     /// Once draining and nothing is in flight: stop reading, let the writer
@@ -504,6 +480,34 @@ impl WsConnection {
             tracing::warn!("write queue full or closed; the platform will redeliver this event");
         }
     }
+}
+
+/// The ack for a routed event, or `None` when it must have none (it was not
+/// recorded, so the platform must redeliver it).
+///
+/// Whether `data` is required follows the envelope, not the frame type: the
+/// platform sends `card.action.trigger` in `type=event` frames (lark-oapi
+/// `ws/client.py` dispatches only those and drops `type=card` ones; the
+/// `card` type exists in the vocabulary of oapi-sdk-go `ws/const.go`), so a
+/// callback in either kind of frame gets at least `{}`.
+fn ack_payload(routed: &Routed) -> Option<AckPayload> {
+    let outcome = &routed.outcome;
+    if matches!(outcome, RouteOutcome::Unavailable(_)) {
+        return None;
+    }
+    let status = if outcome.code() == 200 {
+        AckStatus::Ok
+    } else {
+        AckStatus::Failed
+    };
+    let body = outcome
+        .body()
+        .map(|b| serde_json::to_vec(b).unwrap_or_else(|_| b"{}".to_vec()));
+    Some(if routed.callback {
+        AckPayload::callback(status, body.as_deref())
+    } else {
+        AckPayload::event(status, body.as_deref())
+    })
 }
 
 fn count_frame(direction: &'static str, kind: FrameKind) {
@@ -626,5 +630,48 @@ impl Handler<Drain> for WsConnection {
             // A dropped sender means the actor went away: nothing left to wait for.
             let _ = rx.await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ack(outcome: RouteOutcome, callback: bool) -> Option<AckPayload> {
+        ack_payload(&Routed { outcome, callback })
+    }
+
+    #[test]
+    fn every_callback_outcome_is_acked_with_a_body() {
+        for outcome in [
+            RouteOutcome::Handled(None),
+            RouteOutcome::Duplicate,
+            RouteOutcome::Unhandled,
+            RouteOutcome::Failed("handler failed".into()),
+            RouteOutcome::Rejected("not an envelope".into()),
+        ] {
+            let code = outcome.code();
+            let payload = ack(outcome, true).expect("acked");
+            assert_eq!(payload.code, code);
+            assert_eq!(payload.data_json().unwrap(), Some(json!({})));
+        }
+        let toast = json!({"toast": {"type": "info", "content": "ok"}});
+        let payload = ack(RouteOutcome::Handled(Some(toast.clone())), true).unwrap();
+        assert_eq!(payload.data_json().unwrap(), Some(toast));
+    }
+
+    #[test]
+    fn plain_events_carry_no_body_unless_the_handler_gave_one() {
+        let payload = ack(RouteOutcome::Duplicate, false).unwrap();
+        assert_eq!((payload.code, payload.data), (200, None));
+        let payload = ack(RouteOutcome::Failed("x".into()), false).unwrap();
+        assert_eq!((payload.code, payload.data), (500, None));
+    }
+
+    #[test]
+    fn an_unrecorded_event_gets_no_ack() {
+        assert!(ack(RouteOutcome::Unavailable("db down".into()), true).is_none());
+        assert!(ack(RouteOutcome::Unavailable("db down".into()), false).is_none());
     }
 }

@@ -183,6 +183,7 @@ impl TestApp {
             })
             .await
             .expect("router answers")
+            .outcome
     }
 
     /// Stop the HTTP server and wait for it.
