@@ -7,4 +7,5 @@ pub mod card_updates;
 pub mod device_logins;
 pub mod error;
 pub mod registry;
+pub mod rekey;
 pub mod vault;

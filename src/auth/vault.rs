@@ -200,6 +200,12 @@ impl SealedColumn {
             Self::DeviceRefreshToken => "device_tokens.refresh_token_enc",
         }
     }
+
+    /// The table part of [`SealedColumn::name`].
+    pub fn table(self) -> &'static str {
+        let name = self.name();
+        name.split_once('.').map_or(name, |(table, _)| table)
+    }
 }
 
 impl fmt::Display for SealedColumn {
