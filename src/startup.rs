@@ -22,6 +22,7 @@ use crate::device::error::DeviceError;
 use crate::device::feishu::FeishuDeviceClient;
 use crate::device::wire::DeviceClient;
 use crate::events::ledger::Ledger;
+use crate::events::replay::ReplayCache;
 use crate::events::router::{EventHandler, EventRouter, Handlers};
 use crate::events::webhook::WebhookConfig;
 use crate::forward::card_callback::{self, CallbackSink};
@@ -370,6 +371,7 @@ impl Application {
             webhook: WebhookSettings {
                 config: webhook_config(&settings),
                 enabled: settings.ws.fallback_to_http,
+                replay: ReplayCache::default(),
             },
             readiness: Readiness {
                 ws_connected: Some(connected_rx.clone()),

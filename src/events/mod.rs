@@ -6,11 +6,15 @@
 //!   callback fallback.
 //! - [`ledger`]: the dedup ledger, with group commit.
 //! - [`recent`]: recent ids of events nobody handles, for their dedup.
+//! - [`replay`]: refuses a signed webhook request seen before.
+//! - [`legacy_card`]: legacy card callbacks over HTTP, as card actions.
 //! - [`router`]: the one door every event comes through.
 
 pub mod envelope;
 pub mod ledger;
+pub mod legacy_card;
 pub mod recent;
+pub mod replay;
 pub mod router;
 pub mod webhook;
 

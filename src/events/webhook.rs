@@ -2,12 +2,23 @@
 //! headers and raw body into a URL-verification challenge or an event.
 //!
 //! Rules, in the order [`parse_webhook`] applies them:
-//! - With an Encrypt Key, a request that carries `X-Lark-Signature` must
-//!   match `hex(sha256(timestamp + nonce + encrypt_key + raw_body))` over
-//!   the exact bytes received, and its timestamp must be within
-//!   [`MAX_CLOCK_SKEW`] of `now`; this is checked before anything is
-//!   decrypted. Unsigned requests are allowed only for the URL challenge,
-//!   which the Python SDK does not verify either.
+//! - A flat legacy card callback (see [`super::legacy_card`]) must carry
+//!   `hex(sha1(timestamp + nonce + verification_token + raw_body))`, so it
+//!   needs `LARK_VERIFICATION_TOKEN`.
+//! - Otherwise, with an Encrypt Key, a request that carries
+//!   `X-Lark-Signature` must match
+//!   `hex(sha256(timestamp + nonce + encrypt_key + raw_body))` over the
+//!   exact bytes received; this is checked before anything is decrypted.
+//!   Unsigned requests are allowed only for the URL challenge, which the
+//!   Python SDK does not verify either.
+//! - A signed request's timestamp may be up to [`MAX_AGE`] old and
+//!   [`MAX_AHEAD`] in the future. No SDK checks freshness at all (lark-oapi
+//!   `_verify_sign`, node-sdk `checkIsEventValidated` only hash), and the
+//!   platform retries a request it got no 200 for after 15 s, 5 min, 1 h
+//!   and 6 h (§3.4); whether a retry keeps the original timestamp is not
+//!   documented, so the window covers the whole ≈7.1 h schedule with room
+//!   to spare, and a replay inside it is refused by the
+//!   [`ReplayCache`](super::replay::ReplayCache) instead.
 //! - `{"encrypt": b64}` bodies are AES-256-CBC with key `sha256(encrypt_key)`
 //!   and the IV in the first 16 bytes of the blob.
 //! - With a Verification Token, the body's token must equal it.
@@ -28,11 +39,13 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::envelope::{Envelope, EnvelopeError};
+use super::legacy_card;
 
-/// How far a signed request's timestamp may be from our clock. The platform
-/// documents no window; five minutes tolerates its retries' clock and ours
-/// drifting while still refusing a replay captured long ago.
-pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+/// How old a signed request's timestamp may be: the platform's retries of
+/// one request span about 7.1 hours and may keep its original timestamp.
+pub const MAX_AGE: Duration = Duration::from_secs(8 * 60 * 60);
+/// How far ahead of our clock a timestamp may be (clock drift).
+pub const MAX_AHEAD: Duration = Duration::from_secs(5 * 60);
 
 pub const HEADER_TIMESTAMP: &str = "X-Lark-Request-Timestamp";
 pub const HEADER_NONCE: &str = "X-Lark-Request-Nonce";
@@ -116,8 +129,12 @@ pub enum WebhookError {
     MissingHeaders,
     #[error("X-Lark-Request-Timestamp is not a Unix time in seconds")]
     BadTimestamp,
-    #[error("request timestamp is more than 5 minutes away from now")]
+    #[error("request timestamp is more than 8 hours old or more than 5 minutes ahead")]
     StaleTimestamp,
+    #[error("this signed request (timestamp and nonce) was already taken; a replay is refused")]
+    Replayed,
+    #[error("legacy card callbacks are signed with the verification token, but LARK_VERIFICATION_TOKEN is not set")]
+    NoVerificationToken,
     #[error("X-Lark-Signature does not match; check LARK_ENCRYPT_KEY")]
     BadSignature,
     #[error("verification token does not match; check LARK_VERIFICATION_TOKEN")]
@@ -139,6 +156,8 @@ impl WebhookError {
             WebhookError::MissingHeaders => "missing_headers",
             WebhookError::BadTimestamp => "bad_timestamp",
             WebhookError::StaleTimestamp => "stale_timestamp",
+            WebhookError::Replayed => "replayed",
+            WebhookError::NoVerificationToken => "no_verification_token",
             WebhookError::BadSignature => "bad_signature",
             WebhookError::BadToken => "bad_token",
             WebhookError::NoEncryptKey => "no_encrypt_key",
@@ -157,11 +176,19 @@ pub fn parse_webhook(
     now: SystemTime,
 ) -> Result<WebhookInput, WebhookError> {
     let signed = headers.signature.is_some();
+    let outer: Value = serde_json::from_slice(body).map_err(|_| WebhookError::BadJson)?;
+    if legacy_card::is_legacy_card(&outer) {
+        let token = config
+            .verification_token
+            .as_deref()
+            .ok_or(WebhookError::NoVerificationToken)?;
+        verify_legacy_card_signature(headers, body, token, now)?;
+        return Ok(WebhookInput::Event(legacy_card::to_envelope(&outer, body)?));
+    }
     if let (Some(key), true) = (&config.encrypt_key, signed) {
         verify_signature(headers, body, key, now)?;
     }
 
-    let outer: Value = serde_json::from_slice(body).map_err(|_| WebhookError::BadJson)?;
     let (plain, raw) = match outer.get("encrypt") {
         Some(Value::String(encrypted)) => {
             let key = config
@@ -187,6 +214,10 @@ pub fn parse_webhook(
     }
     if config.encrypt_key.is_some() && !signed {
         return Err(WebhookError::MissingHeaders);
+    }
+    if legacy_card::is_legacy_card(&plain) {
+        // Encrypted, so its sha256 signature was checked above.
+        return Ok(WebhookInput::Event(legacy_card::to_envelope(&plain, &raw)?));
     }
     let envelope = Envelope::from_value(plain, raw)?;
     check_token(config, &envelope.token)?;
@@ -245,14 +276,27 @@ fn signature_headers(headers: &WebhookHeaders) -> Result<(&str, &str, &str), Web
 }
 
 fn check_fresh(timestamp: &str, now: SystemTime) -> Result<(), WebhookError> {
-    let sent = timestamp
-        .parse::<u64>()
-        .map_err(|_| WebhookError::BadTimestamp)?;
+    let sent = parse_timestamp(timestamp)?;
     let now = now.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    if now.abs_diff(sent) > MAX_CLOCK_SKEW.as_secs() {
+    let too_old = now.saturating_sub(sent) > MAX_AGE.as_secs();
+    let too_new = sent.saturating_sub(now) > MAX_AHEAD.as_secs();
+    if too_old || too_new {
         return Err(WebhookError::StaleTimestamp);
     }
     Ok(())
+}
+
+fn parse_timestamp(timestamp: &str) -> Result<u64, WebhookError> {
+    timestamp
+        .parse::<u64>()
+        .map_err(|_| WebhookError::BadTimestamp)
+}
+
+/// The `(timestamp, nonce)` a replay cache keys a request on, when it
+/// carries both (and a timestamp that parses).
+pub fn replay_key(headers: &WebhookHeaders) -> Option<(u64, &str)> {
+    let timestamp = parse_timestamp(headers.timestamp.as_deref()?).ok()?;
+    Some((timestamp, headers.nonce.as_deref()?))
 }
 
 fn check_hex(expected: &str, given: &str) -> Result<(), WebhookError> {
@@ -406,6 +450,69 @@ mod tests {
         ));
     }
 
+    fn legacy_card_body() -> Vec<u8> {
+        serde_json::to_vec(&json!({"open_id": "ou_a", "tenant_key": "t", "open_message_id": "om_1",
+            "open_chat_id": "oc_1", "token": "c-1", "action": {"tag": "button", "value": {"k": 1}}}))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_flat_legacy_card_is_verified_with_sha1_over_the_verification_token() {
+        let body = legacy_card_body();
+        let headers = WebhookHeaders {
+            timestamp: Some(TS.to_string()),
+            nonce: Some("n".into()),
+            signature: Some(sign_legacy_card(&TS.to_string(), "n", "vt", &body)),
+        };
+        // The encrypt key plays no part in a flat legacy body's signature.
+        for cfg in [config(None, Some("vt")), config(Some(KEY), Some("vt"))] {
+            let WebhookInput::Event(e) = parse_webhook(&headers, &body, &cfg, at(TS)).unwrap()
+            else {
+                panic!("not an event")
+            };
+            assert!(e.is_card_action());
+        }
+        let err = parse_webhook(&headers, &body, &config(None, Some("other")), at(TS)).unwrap_err();
+        assert_eq!(err.code(), "bad_signature");
+        let err = parse_webhook(&headers, &body, &config(Some(KEY), None), at(TS)).unwrap_err();
+        assert_eq!(err.code(), "no_verification_token");
+        let err = parse_webhook(
+            &WebhookHeaders::default(),
+            &body,
+            &config(None, Some("vt")),
+            at(TS),
+        )
+        .unwrap_err();
+        assert_eq!(err.code(), "missing_headers");
+    }
+
+    #[test]
+    fn an_encrypted_legacy_card_is_verified_like_an_event() {
+        let body =
+            serde_json::to_vec(&json!({"encrypt": encrypt(KEY, &legacy_card_body())})).unwrap();
+        let WebhookInput::Event(e) =
+            parse_webhook(&signed(&body, KEY), &body, &config(Some(KEY), None), at(TS)).unwrap()
+        else {
+            panic!("not an event")
+        };
+        assert!(e.is_card_action());
+        assert_eq!(e.event["context"]["open_message_id"], "om_1");
+        let mut forged = signed(&body, KEY);
+        forged.signature = Some("0".repeat(64));
+        let err = parse_webhook(&forged, &body, &config(Some(KEY), None), at(TS)).unwrap_err();
+        assert_eq!(err.code(), "bad_signature");
+    }
+
+    #[test]
+    fn the_replay_key_is_the_timestamp_and_nonce() {
+        let h = signed(b"{}", KEY);
+        assert_eq!(replay_key(&h), Some((TS, "abc")));
+        assert_eq!(replay_key(&WebhookHeaders::default()), None);
+        let mut bad = h.clone();
+        bad.timestamp = Some("soon".into());
+        assert_eq!(replay_key(&bad), None);
+    }
+
     #[test]
     fn encrypted_signed_event_is_accepted() {
         let body = serde_json::to_vec(&json!({"encrypt": encrypt(KEY, &event("vt"))})).unwrap();
@@ -435,7 +542,11 @@ mod tests {
         let mut upper = signed(&body, KEY);
         upper.signature = upper.signature.map(|s| s.to_uppercase());
         assert!(parse_webhook(&upper, &body, &cfg, at(TS)).is_ok());
-        let err = parse_webhook(&signed(&body, KEY), &body, &cfg, at(TS + 301)).unwrap_err();
+        // Up to 8 hours old (the platform's retries), up to 5 minutes ahead.
+        let eight_hours = 8 * 3600;
+        assert!(parse_webhook(&signed(&body, KEY), &body, &cfg, at(TS + eight_hours)).is_ok());
+        let err =
+            parse_webhook(&signed(&body, KEY), &body, &cfg, at(TS + eight_hours + 1)).unwrap_err();
         assert_eq!(err.code(), "stale_timestamp");
         let err = parse_webhook(&signed(&body, KEY), &body, &cfg, at(TS - 301)).unwrap_err();
         assert_eq!(err.code(), "stale_timestamp");

@@ -58,6 +58,8 @@ pub struct WebhookSettings {
     pub config: Option<WebhookConfig>,
     /// `WEBSOCKET_FALLBACK_TO_HTTP`.
     pub enabled: bool,
+    /// Signed requests already taken, so a replay is refused.
+    pub replay: crate::events::replay::ReplayCache,
 }
 
 /// Which path events can arrive on, and whether they can be recorded, for `/readyz`.

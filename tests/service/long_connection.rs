@@ -436,6 +436,7 @@ fn now_secs() -> u64 {
         .as_secs()
 }
 
+/// POST `body` signed with `key` (or with `signature`), a fresh nonce each time.
 async fn post_signed(
     app: &TestApp,
     key: &str,
@@ -444,19 +445,136 @@ async fn post_signed(
     signature: Option<&str>,
 ) -> reqwest::Response {
     let ts = timestamp.to_string();
+    let nonce = uuid::Uuid::new_v4().simple().to_string();
     let sig = signature
         .map(str::to_owned)
-        .unwrap_or_else(|| sign(&ts, "nonce-1", key, body));
+        .unwrap_or_else(|| sign(&ts, &nonce, key, body));
+    post_with(app, body, &ts, &nonce, &sig).await
+}
+
+/// POST `body` with exactly these signature headers.
+async fn post_with(
+    app: &TestApp,
+    body: &[u8],
+    timestamp: &str,
+    nonce: &str,
+    signature: &str,
+) -> reqwest::Response {
     app.http
         .post(app.url("/webhook/event"))
-        .header("X-Lark-Request-Timestamp", ts)
-        .header("X-Lark-Request-Nonce", "nonce-1")
-        .header("X-Lark-Signature", sig)
+        .header("X-Lark-Request-Timestamp", timestamp)
+        .header("X-Lark-Request-Nonce", nonce)
+        .header("X-Lark-Signature", signature)
         .header("content-type", "application/json")
         .body(body.to_vec())
         .send()
         .await
         .unwrap()
+}
+
+#[actix_rt::test]
+async fn a_replayed_signed_body_is_refused_whatever_its_event_type() {
+    for db in backends() {
+        let backend = db.backend();
+        let key = "test key";
+        let (app, seen) = counting_app(
+            db,
+            &[
+                ("LARK_ENCRYPT_KEY", key),
+                ("LARK_VERIFICATION_TOKEN", "vtok"),
+            ],
+            |_| {},
+        )
+        .await;
+        let unhandled = json!({"schema": "2.0", "header": {"event_id": format!("rp-u-{backend}"),
+            "event_type": "test.nobody.handles.replay", "token": "vtok"}, "event": {}});
+        for (what, envelope) in [
+            ("handled", event(&format!("rp-h-{backend}"))),
+            ("unhandled", unhandled),
+        ] {
+            let body = serde_json::to_vec(
+                &json!({"encrypt": encrypt(key, &serde_json::to_vec(&envelope).unwrap())}),
+            )
+            .unwrap();
+            let ts = now_secs().to_string();
+            let nonce = format!("replay-{what}-{backend}");
+            let sig = sign(&ts, &nonce, key, &body);
+            let first = post_with(&app, &body, &ts, &nonce, &sig).await;
+            assert_eq!(first.status(), 200, "{backend}: {what}");
+            let before = metric_value(
+                &app.metrics().await,
+                r#"lark_bad_input_total{source="webhook",reason="replayed"}"#,
+            )
+            .unwrap_or(0.0);
+            let again = post_with(&app, &body, &ts, &nonce, &sig).await;
+            assert_eq!(again.status(), 401, "{backend}: {what} replay accepted");
+            assert_eq!(
+                again.json::<Value>().await.unwrap()["error"]["code"],
+                "replayed"
+            );
+            let after = metric_value(
+                &app.metrics().await,
+                r#"lark_bad_input_total{source="webhook",reason="replayed"}"#,
+            )
+            .unwrap_or(0.0);
+            assert!(after > before, "{backend}: the refusal is counted");
+        }
+        assert_eq!(
+            seen.lock().unwrap().get(&format!("rp-h-{backend}")),
+            Some(&1)
+        );
+    }
+}
+
+#[actix_rt::test]
+async fn a_legacy_card_callback_is_verified_and_answered() {
+    for db in backends() {
+        let backend = db.backend();
+        let (app, _) = counting_app(db, &[("LARK_VERIFICATION_TOKEN", "vtok")], |_| {}).await;
+        let alice = "ou_alice_legacy_0000000000001";
+        app.sim
+            .state()
+            .open_api
+            .oauth
+            .add_user(SimUser::new(alice, "Alice"));
+        let sent: Value = app
+            .admin_post("/admin/auth-cards", json!({"user_id": alice}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let click = card_click::click(app.sim.state(), sent["message_id"].as_str().unwrap(), alice)
+            .unwrap();
+        // The same click in the legacy flat shape of a card request URL.
+        let flat = json!({
+            "open_id": alice, "tenant_key": "sim-tenant",
+            "open_message_id": sent["message_id"], "open_chat_id": click["event"]["context"]["open_chat_id"],
+            "token": click["event"]["token"], "action": click["event"]["action"],
+        });
+        let body = serde_json::to_vec(&flat).unwrap();
+        let ts = now_secs().to_string();
+        let forged = post_with(&app, &body, &ts, "legacy-0", &"0".repeat(40)).await;
+        assert_eq!(forged.status(), 401, "{backend}");
+
+        let sig = lark_service::events::webhook::sign_legacy_card(&ts, "legacy-1", "vtok", &body);
+        let resp = post_with(&app, &body, &ts, "legacy-1", &sig).await;
+        assert_eq!(resp.status(), 200, "{backend}");
+        // The click is answered with what the card handler answers a
+        // new-style click: here the approval card and its toast.
+        let answer: Value = resp.json().await.unwrap();
+        assert!(
+            answer["toast"]["content"].is_string(),
+            "{backend}: {answer}"
+        );
+        assert_ne!(answer["toast"]["type"], "error", "{backend}: {answer}");
+        assert_eq!(answer["card"]["type"], "raw", "{backend}: {answer}");
+
+        // A retry of that click (new nonce, same body) is a duplicate: `{}`.
+        let sig = lark_service::events::webhook::sign_legacy_card(&ts, "legacy-2", "vtok", &body);
+        let retry = post_with(&app, &body, &ts, "legacy-2", &sig).await;
+        assert_eq!(retry.status(), 200, "{backend}");
+        assert_eq!(retry.json::<Value>().await.unwrap(), json!({}), "{backend}");
+    }
 }
 
 #[actix_rt::test]
@@ -506,7 +624,8 @@ async fn the_webhook_verifies_decrypts_and_shares_dedup_with_the_long_connection
         forged.json::<Value>().await.unwrap()["error"]["code"],
         "bad_signature"
     );
-    let replay = post_signed(&app, key, &other, now_secs() - 600, None).await;
+    // Older than the 8-hour window that covers the platform's retries.
+    let replay = post_signed(&app, key, &other, now_secs() - 9 * 3600, None).await;
     assert_eq!(replay.status(), 401);
     assert_eq!(
         replay.json::<Value>().await.unwrap()["error"]["code"],

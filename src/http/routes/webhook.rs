@@ -2,10 +2,12 @@
 //! connection is down (or the app is configured for callbacks).
 //!
 //! The request is checked (signature and freshness, decryption,
-//! verification token) before anything is routed; a refused request is
-//! answered with the reason, counted and logged, and never dispatched. A
-//! valid event goes through the same `EventRouter` as the WebSocket path, so
-//! an event that arrives both ways is handled once.
+//! verification token, then the replay cache) before anything is routed; a
+//! refused request is answered with the reason, counted and logged, and
+//! never dispatched. A valid event goes through the same `EventRouter` as
+//! the WebSocket path, so an event that arrives both ways is handled once.
+//! Legacy card callbacks arrive here as card actions (see
+//! [`crate::events::legacy_card`]).
 
 use std::time::SystemTime;
 
@@ -13,7 +15,9 @@ use actix_web::{post, web, HttpRequest, HttpResponse};
 use serde_json::json;
 
 use crate::events::router::{EventSource, RouteEvent, RouteOutcome};
-use crate::events::webhook::{parse_webhook, WebhookError, WebhookHeaders, WebhookInput};
+use crate::events::webhook::{
+    parse_webhook, replay_key, WebhookError, WebhookHeaders, WebhookInput,
+};
 use crate::http::error::ApiError;
 use crate::http::AppState;
 
@@ -50,20 +54,36 @@ pub async fn event(
             .iter()
             .filter_map(|(k, v)| Some((k.as_str(), v.to_str().ok()?))),
     );
-    let input = parse_webhook(&headers, &body, config, SystemTime::now()).map_err(refused)?;
+    let now = SystemTime::now();
+    let input = parse_webhook(&headers, &body, config, now).map_err(refused)?;
     let envelope = match input {
         WebhookInput::Challenge(challenge) => {
             return Ok(HttpResponse::Ok().json(json!({ "challenge": challenge })))
         }
         WebhookInput::Event(envelope) => envelope,
     };
+    let replay = &state.webhook.replay;
+    let claim = replay_key(&headers);
+    if let Some((timestamp, nonce)) = claim {
+        if !replay.claim(timestamp, nonce, now) {
+            return Err(refused(WebhookError::Replayed));
+        }
+    }
     let routed = state
         .router
         .send(RouteEvent {
             payload: envelope.raw.to_vec(),
             source: EventSource::Webhook,
         })
-        .await?;
+        .await;
+    let succeeded = routed
+        .as_ref()
+        .is_ok_and(|r| matches!(r.outcome.code(), 200));
+    if let (Some((timestamp, nonce)), false) = (claim, succeeded) {
+        // Not answered 200, so the platform retries it, maybe unchanged.
+        replay.release(timestamp, nonce);
+    }
+    let routed = routed?;
     Ok(match routed.outcome {
         RouteOutcome::Handled(Some(body)) => HttpResponse::Ok().json(body),
         // A callback's body is its response: `{}` keeps the card as it is.
@@ -96,12 +116,15 @@ fn refused(e: WebhookError) -> ApiError {
         WebhookError::MissingHeaders
         | WebhookError::BadTimestamp
         | WebhookError::StaleTimestamp
+        | WebhookError::Replayed
         | WebhookError::BadSignature
         | WebhookError::BadToken => ApiError::Forbidden {
             code: e.code(),
             message: e.to_string(),
         },
-        WebhookError::NoEncryptKey => ApiError::unavailable(e.code(), e.to_string()),
+        WebhookError::NoEncryptKey | WebhookError::NoVerificationToken => {
+            ApiError::unavailable(e.code(), e.to_string())
+        }
         WebhookError::Decrypt(_) | WebhookError::BadJson | WebhookError::Envelope(_) => {
             ApiError::bad_request(e.code(), e.to_string())
         }
