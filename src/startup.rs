@@ -196,7 +196,6 @@ impl Core {
             db.clone(),
             vault,
             lark.clone(),
-            app_tokens.clone(),
             Some(card_auth.clone()),
         ));
         board.register(&refresher);
@@ -210,6 +209,7 @@ impl Core {
             lark.clone(),
             registry.clone(),
             refresher.clone(),
+            Some(card_auth.clone()).filter(|_| settings.auth.refresh_sends_auth_card),
         ));
         board.register(&apaas);
         Ok(Self {
@@ -290,6 +290,7 @@ impl Application {
             ),
             lark.clone(),
             registry.clone(),
+            settings.oauth.scopes.clone(),
         ));
         board.register(&device_logins);
         let user_sync = supervise::spawn(UserInfoSync::new(

@@ -22,16 +22,13 @@ use super::error::AuthError;
 use super::registry::{CompleteSession, CreateSession, FailSession, SessionRegistry};
 use crate::device::error::DeviceError;
 use crate::device::feishu::{next_interval, FeishuDeviceClient, FeishuGrant, FeishuPoll};
-use crate::domain::AuthMethod;
+use crate::domain::{AuthMethod, Scopes};
 use crate::lark::auth_api::UserToken;
 use crate::lark::client::LarkClient;
 use crate::supervise::{Lifecycle, Managed};
 use crate::telemetry::Masked;
 
 pub const NAME: &str = "device_logins";
-
-/// Scopes asked for (`offline_access` is added so a refresh token comes back).
-const SCOPE: &str = "contact:user.base:readonly";
 
 /// Start a device login, optionally for a known user.
 #[derive(Message)]
@@ -66,6 +63,8 @@ pub struct DeviceLogins {
     accounts: FeishuDeviceClient,
     lark: LarkClient,
     registry: Addr<SessionRegistry>,
+    /// `OAUTH_SCOPES`, asked of every user.
+    scopes: Scopes,
     pending: HashMap<Uuid, PendingLogin>,
     lifecycle: Lifecycle,
 }
@@ -75,11 +74,13 @@ impl DeviceLogins {
         accounts: FeishuDeviceClient,
         lark: LarkClient,
         registry: Addr<SessionRegistry>,
+        scopes: Scopes,
     ) -> Self {
         Self {
             accounts,
             lark,
             registry,
+            scopes,
             pending: HashMap::new(),
             lifecycle: Lifecycle::new(NAME),
         }
@@ -213,6 +214,7 @@ impl Handler<StartDeviceLogin> for DeviceLogins {
 
     fn handle(&mut self, msg: StartDeviceLogin, _: &mut Context<Self>) -> Self::Result {
         let (accounts, registry) = (self.accounts.clone(), self.registry.clone());
+        let scope = self.scopes.to_param();
         let open_id = msg.open_id.clone();
         let work = async move {
             let session = registry
@@ -223,7 +225,7 @@ impl Handler<StartDeviceLogin> for DeviceLogins {
                 .await??;
             let session_id = Uuid::parse_str(&session.session_id)
                 .map_err(|e| AuthError::BadInput(e.to_string()))?;
-            match accounts.authorize(SCOPE).await {
+            match accounts.authorize(&scope).await {
                 Ok(code) => Ok((session_id, code)),
                 Err(e) => {
                     let message = e.to_string();

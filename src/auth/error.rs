@@ -16,6 +16,10 @@ pub enum AuthError {
     Expired,
     #[error("this card was sent to another user")]
     WrongOperator,
+    #[error("the callback's `state` names no pending authorization (unknown, or already used); open the link on a new authorization card")]
+    UnknownState,
+    #[error("the authorization was approved by another account than the one it was sent to; nothing was stored")]
+    ForeignUser,
     #[error("the click carried no authorization code and OAUTH_REDIRECT_URI is not set")]
     NoCode,
     #[error("exchanging the authorization code failed: {0}")]
@@ -46,6 +50,8 @@ impl AuthError {
             Self::NotPending(_) => "not_pending",
             Self::Expired => "expired",
             Self::WrongOperator => "wrong_operator",
+            Self::UnknownState => "unknown_state",
+            Self::ForeignUser => "wrong_user",
             Self::NoCode => "no_code",
             Self::Exchange(_) => "exchange_failed",
             Self::Platform(_) => "platform_error",

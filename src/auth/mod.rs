@@ -5,5 +5,6 @@ pub mod card;
 pub mod card_auth;
 pub mod device_logins;
 pub mod error;
+pub mod redirect;
 pub mod registry;
 pub mod vault;

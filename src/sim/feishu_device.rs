@@ -1,7 +1,8 @@
 //! Feishu's own device flow on the simulated accounts host
 //! (`lark-open-platform.md` §8.4): `POST /oauth/v1/device_authorization`
 //! with HTTP Basic app credentials, and `POST /oauth/v3/token` with the app
-//! credentials in the form. Grants share the device server's book, so
+//! credentials in the form (and its `refresh_token` grant, in JSON, see
+//! [`accounts_refresh`]). Grants share the device server's book, so
 //! [`DeviceServerState::approve`](super::device_server::DeviceServerState::approve)
 //! and `deny` decide them and `advance` ages them.
 //!
@@ -12,7 +13,7 @@ use base64::Engine;
 use serde_json::json;
 
 use super::device_server::{form, intercept, origin, poll, DEVICE_CODE_GRANT};
-use super::oauth_routes::v2_token_answer;
+use super::oauth_routes::{accounts_refresh, v2_token_answer};
 use super::SimState;
 
 pub const FEISHU_DEVICE_AUTHORIZATION_PATH: &str = "/oauth/v1/device_authorization";
@@ -66,6 +67,18 @@ async fn device_authorization(
 async fn token(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
     if let Some(r) = intercept(&state, &req, &body, "feishu_device_token").await {
         return r;
+    }
+    // Refreshes come as JSON (larksuite/cli `uat_client.go`), polls as a form.
+    let json = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json {
+        return match accounts_refresh(&state, &req, &body) {
+            Ok(answer) => answer,
+            Err(refusal) => actix_web::ResponseError::error_response(&refusal),
+        };
     }
     let form = form(&body);
     let field = |k: &str| form.get(k).map_or("", String::as_str);
