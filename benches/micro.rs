@@ -13,7 +13,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use lark_service::auth::vault::{EncryptionKey, Vault};
+use lark_service::auth::vault::{EncryptionKey, SealedColumn, Slot, Vault};
 use lark_service::events::envelope::Envelope;
 use lark_service::events::webhook::{self, WebhookConfig, WebhookHeaders};
 use lark_service::ws::frame::{header, Frame, Header, Method};
@@ -103,11 +103,15 @@ fn vault(c: &mut Criterion) {
     let vault = Vault::new(&key);
     // A user access token's size.
     let token = "u-".to_owned() + &"x".repeat(180);
-    let sealed = vault.seal(&token).expect("sealing a token");
+    let slot = Slot::new(
+        SealedColumn::UserAccessToken,
+        "5f0c2d9e-1111-4222-8333-944445555666",
+    );
+    let sealed = vault.seal(slot, &token).expect("sealing a token");
     let mut group = c.benchmark_group("aes_gcm");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("seal", |b| b.iter(|| vault.seal(black_box(&token))));
-    group.bench_function("open", |b| b.iter(|| vault.open(black_box(&sealed))));
+    group.bench_function("seal", |b| b.iter(|| vault.seal(slot, black_box(&token))));
+    group.bench_function("open", |b| b.iter(|| vault.open(slot, black_box(&sealed))));
     group.finish();
 }
 

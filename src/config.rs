@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::auth::vault::EncryptionKey;
+use crate::auth::vault::{EncryptionKey, Vault};
 use crate::db::connection::DatabaseUrl;
 use crate::domain::{BaseUrl, Scopes, Secret};
 use crate::forward::config::ForwardSettings;
@@ -32,6 +32,7 @@ pub const KEYS: &[&str] = &[
     "APP_SECRET",
     "DATABASE_URL",
     "ENCRYPTION_KEY",
+    "ENCRYPTION_KEY_PREVIOUS",
     "LARK_DOMAIN",
     "LARK_ACCOUNTS_DOMAIN",
     "AILY_APP_ID",
@@ -67,6 +68,10 @@ pub enum ConfigError {
     #[error("could not read {path}: {message}")]
     Source { path: String, message: String },
 }
+
+/// `ADMIN_TOKEN`s shorter than this are guessable by brute force over the
+/// network; `openssl rand -hex 24` gives 48 characters.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
 
 fn invalid(var: &'static str, message: impl std::fmt::Display) -> ConfigError {
     ConfigError::Invalid {
@@ -147,6 +152,9 @@ pub struct Settings {
     pub lark: LarkSettings,
     pub database: DatabaseSettings,
     pub encryption_key: Option<EncryptionKey>,
+    /// Older keys that still open stored tokens during a rotation
+    /// (`ENCRYPTION_KEY_PREVIOUS`); they never seal.
+    pub encryption_key_previous: Vec<EncryptionKey>,
     pub http: HttpSettings,
     pub ws: WsSettings,
     pub oauth: OAuthSettings,
@@ -201,6 +209,13 @@ impl Settings {
             .map(EncryptionKey::from_hex)
             .transpose()
             .map_err(|e| invalid("ENCRYPTION_KEY", e))?;
+        let encryption_key_previous = previous_keys(get("ENCRYPTION_KEY_PREVIOUS"))?;
+        if encryption_key.is_none() && !encryption_key_previous.is_empty() {
+            return Err(invalid(
+                "ENCRYPTION_KEY_PREVIOUS",
+                "only opens stored tokens during a rotation; ENCRYPTION_KEY (the key that seals) must be set too",
+            ));
+        }
         let bind = get("HTTP_BIND").unwrap_or("127.0.0.1:8080");
         let redirect_uri = get("OAUTH_REDIRECT_URI")
             .map(|v| {
@@ -225,6 +240,7 @@ impl Settings {
                 url: DatabaseUrl::parse(database_url).map_err(|e| invalid("DATABASE_URL", e))?,
             },
             encryption_key,
+            encryption_key_previous,
             http: HttpSettings {
                 bind: bind.parse().map_err(|_| {
                     invalid(
@@ -232,7 +248,7 @@ impl Settings {
                         format!("`{bind}` is not an address like 127.0.0.1:8080"),
                     )
                 })?,
-                admin_token: secret("ADMIN_TOKEN"),
+                admin_token: admin_token(secret("ADMIN_TOKEN"))?,
             },
             ws: WsSettings {
                 max_reconnect_retries: parse_num(
@@ -297,6 +313,7 @@ impl Settings {
                 app_id: app_id.clone(),
                 app_secret: app_secret.clone(),
                 encryption_key: key.clone(),
+                previous_keys: self.encryption_key_previous.clone(),
             }),
             _ => Err(ConfigError::Missing(missing)),
         }
@@ -309,6 +326,41 @@ pub struct ServeCredentials {
     pub app_id: String,
     pub app_secret: Secret,
     pub encryption_key: EncryptionKey,
+    pub previous_keys: Vec<EncryptionKey>,
+}
+
+impl ServeCredentials {
+    /// The vault: sealing with `ENCRYPTION_KEY`, opening with it and with
+    /// `ENCRYPTION_KEY_PREVIOUS`.
+    pub fn vault(&self) -> Vault {
+        Vault::with_previous(&self.encryption_key, &self.previous_keys)
+    }
+}
+
+impl Settings {
+    /// The vault, when `ENCRYPTION_KEY` is set (commands that can run
+    /// without one, like `auth status`, take `None`).
+    pub fn vault(&self) -> Option<Vault> {
+        self.encryption_key
+            .as_ref()
+            .map(|k| Vault::with_previous(k, &self.encryption_key_previous))
+    }
+}
+
+/// `ENCRYPTION_KEY_PREVIOUS`: comma-separated keys, each 64 hex characters.
+fn previous_keys(raw: Option<&str>) -> Result<Vec<EncryptionKey>, ConfigError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
+    raw.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .enumerate()
+        .map(|(i, k)| {
+            EncryptionKey::from_hex(k)
+                .map_err(|e| invalid("ENCRYPTION_KEY_PREVIOUS", format!("key {}: {e}", i + 1)))
+        })
+        .collect()
 }
 
 /// The built-in defaults as raw pairs.
@@ -370,6 +422,20 @@ fn overlay_dotenv(raw: &mut RawSettings, path: &Path) -> Result<(), ConfigError>
         .map_err(source_err)?;
     overlay(raw, pairs);
     Ok(())
+}
+
+/// An `ADMIN_TOKEN`, if set, long enough not to be guessed.
+fn admin_token(token: Option<Secret>) -> Result<Option<Secret>, ConfigError> {
+    match token {
+        Some(t) if t.expose().chars().count() < MIN_ADMIN_TOKEN_CHARS => Err(invalid(
+            "ADMIN_TOKEN",
+            format!(
+                "must be at least {MIN_ADMIN_TOKEN_CHARS} characters (e.g. `openssl rand -hex 24`), \
+                 or unset to disable the admin API"
+            ),
+        )),
+        other => Ok(other),
+    }
 }
 
 fn parse_num<T: std::str::FromStr>(var: &'static str, v: Option<&str>) -> Result<T, ConfigError> {
@@ -459,6 +525,7 @@ mod tests {
     fn bad_values_name_their_variable() {
         let cases = [
             ("ENCRYPTION_KEY", "abc"),
+            ("ENCRYPTION_KEY_PREVIOUS", "abc"),
             ("DATABASE_URL", "mysql://x"),
             ("USER_INFO_SYNC_SCHEDULE", "bad"),
             ("LARK_DOMAIN", "http://open.feishu.cn"),
@@ -467,12 +534,41 @@ mod tests {
             ("WEBSOCKET_FALLBACK_TO_HTTP", "maybe"),
             ("TOKEN_REFRESH_CONCURRENCY", "0"),
             ("AILY_POLL_INTERVAL_MS", "soon"),
+            ("ADMIN_TOKEN", "fifteen-chars.."),
             ("OAUTH_SCOPES", "aily:run:write,aily:run:read"),
         ];
         for (var, value) in cases {
             let err = with(&[(var, value)]).unwrap_err();
             assert!(err.to_string().starts_with(var), "{var}={value}: {err}");
         }
+    }
+
+    #[test]
+    fn previous_keys_are_a_comma_separated_list_beside_the_current_key() {
+        let (current, a, b) = ("ab".repeat(32), "cd".repeat(32), "ef".repeat(32));
+        let s = with(&[
+            ("ENCRYPTION_KEY", &current),
+            ("ENCRYPTION_KEY_PREVIOUS", &format!(" {a}, {b} ,")),
+        ])
+        .unwrap();
+        assert_eq!(
+            s.encryption_key_previous,
+            vec![
+                EncryptionKey::from_hex(&a).unwrap(),
+                EncryptionKey::from_hex(&b).unwrap()
+            ]
+        );
+        let err = with(&[
+            ("ENCRYPTION_KEY", &current),
+            ("ENCRYPTION_KEY_PREVIOUS", &format!("{a},xyz")),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(err.starts_with("ENCRYPTION_KEY_PREVIOUS: key 2: "), "{err}");
+        let err = with(&[("ENCRYPTION_KEY_PREVIOUS", &a)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("ENCRYPTION_KEY (the key that seals)"), "{err}");
     }
 
     #[test]
@@ -520,7 +616,25 @@ mod tests {
 
     #[test]
     fn secrets_do_not_print() {
-        let s = with(&[("APP_SECRET", "super-secret-value-123")]).unwrap();
-        assert!(!format!("{s:?}").contains("super-secret-value-123"));
+        let s = with(&[
+            ("APP_SECRET", "super-secret-value-123"),
+            ("ADMIN_TOKEN", "admin-token-value-456"),
+        ])
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("super"), "{shown}");
+        assert!(shown.contains("supe***"), "{shown}");
+        assert!(!shown.contains("admin-"), "{shown}");
+    }
+
+    #[test]
+    fn an_admin_token_of_sixteen_characters_is_enough() {
+        let s = with(&[("ADMIN_TOKEN", "sixteen-chars..!")]).unwrap();
+        assert!(s.http.admin_token.is_some());
+        assert!(with(&[("ADMIN_TOKEN", "")])
+            .unwrap()
+            .http
+            .admin_token
+            .is_none());
     }
 }

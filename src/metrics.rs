@@ -15,6 +15,7 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const WS_CONNECTED: &str = "lark_ws_connected";
 pub const WS_RECONNECTS: &str = "lark_ws_reconnects_total";
 pub const WS_FRAMES: &str = "lark_ws_frames_total";
+pub const WS_REFUSED: &str = "lark_ws_refused";
 pub const EVENTS: &str = "lark_events_total";
 pub const EVENT_HANDLE_SECONDS: &str = "lark_event_handle_seconds";
 pub const EVENTS_DUPLICATE: &str = "lark_events_duplicate_total";
@@ -36,6 +37,7 @@ pub const FORWARD_TOTAL: &str = "lark_forward_total";
 pub const OUTBOX_PENDING: &str = "lark_outbox_pending";
 pub const OUTBOX_DEAD_LETTERS: &str = "lark_outbox_dead_letters";
 pub const FORWARD_SECONDS: &str = "lark_forward_seconds";
+pub const VAULT_UNREADABLE: &str = "lark_vault_unreadable_total";
 
 /// Every family above, for checks that dashboards and alerts name only
 /// metrics that exist.
@@ -43,6 +45,7 @@ pub const ALL: &[&str] = &[
     WS_CONNECTED,
     WS_RECONNECTS,
     WS_FRAMES,
+    WS_REFUSED,
     EVENTS,
     EVENT_HANDLE_SECONDS,
     EVENTS_DUPLICATE,
@@ -64,6 +67,7 @@ pub const ALL: &[&str] = &[
     OUTBOX_PENDING,
     OUTBOX_DEAD_LETTERS,
     FORWARD_SECONDS,
+    VAULT_UNREADABLE,
 ];
 
 /// Buckets from 100 µs to 3 s: event handling must finish well inside the
@@ -110,6 +114,10 @@ fn describe() {
     describe_gauge!(WS_CONNECTED, "1 while the long connection is up, else 0");
     describe_counter!(WS_RECONNECTS, "Long-connection reconnect attempts");
     describe_counter!(WS_FRAMES, "WebSocket frames by direction (in/out) and kind");
+    describe_gauge!(
+        WS_REFUSED,
+        "1 while the platform refuses the long connection, by reason (app_rejected, forbidden, connection_limit)"
+    );
     describe_counter!(EVENTS, "Events by type and outcome");
     describe_histogram!(
         EVENT_HANDLE_SECONDS,
@@ -151,6 +159,10 @@ fn describe() {
         Unit::Seconds,
         "Time one delivery attempt (or card-callback request) took, by sink"
     );
+    describe_counter!(
+        VAULT_UNREADABLE,
+        "Stored tokens no configured key opens, by reason (unknown_key, damaged); each moves its session to reauth_required"
+    );
 }
 
 /// Touch each family with its common labels so it shows before its first event.
@@ -161,6 +173,9 @@ fn zero_samples(actor_names: &[&'static str]) {
         for kind in ["event", "card", "ping", "pong"] {
             counter!(WS_FRAMES, "direction" => direction, "kind" => kind).increment(0);
         }
+    }
+    for reason in crate::ws::RefusedReason::ALL {
+        gauge!(WS_REFUSED, "reason" => reason.as_str()).increment(0.0);
     }
     for outcome in ["ok", "error", "timeout"] {
         counter!(EVENTS, "event_type" => "card.action.trigger", "outcome" => outcome).increment(0);
@@ -200,6 +215,9 @@ fn zero_samples(actor_names: &[&'static str]) {
     gauge!(OUTBOX_PENDING).increment(0.0);
     gauge!(OUTBOX_DEAD_LETTERS).increment(0.0);
     histogram!(FORWARD_SECONDS, "sink" => "none").record(0.0);
+    for reason in ["unknown_key", "damaged"] {
+        counter!(VAULT_UNREADABLE, "reason" => reason).increment(0);
+    }
 }
 
 /// Count a rejected input (malformed frame, forged webhook, bad JSON…).

@@ -157,7 +157,7 @@ impl Core {
             settings.lark.domain.clone(),
             settings.lark.accounts_domain.clone(),
         )?;
-        let vault = Vault::new(&credentials.encryption_key);
+        let vault = credentials.vault();
 
         let app_tokens = supervise::spawn(AppTokenCache::new(
             lark.clone(),
@@ -294,7 +294,7 @@ impl Application {
         ));
         board.register(&device_logins);
         let user_sync = supervise::spawn(UserInfoSync::new(
-            sync_runner(&settings, &db, &lark, &credentials.encryption_key),
+            sync_runner(&settings, &db, &lark, &credentials.vault(), &refresher),
             settings
                 .sync
                 .enabled
@@ -320,7 +320,11 @@ impl Application {
         let ledger_health = ledger.health();
         let ledger = supervise::spawn(ledger);
         board.register(&ledger);
-        let router = supervise::spawn(EventRouter::new(handlers, ledger, forwarding.clone()));
+        let router = supervise::spawn(EventRouter::new(
+            handlers,
+            ledger.clone(),
+            forwarding.clone(),
+        ));
         board.register(&router);
         let (connected_tx, connected_rx) = tokio::sync::watch::channel(false);
         let ws = supervise::spawn(WsConnection::new(
@@ -365,6 +369,7 @@ impl Application {
                 ws_connected: Some(connected_rx.clone()),
                 fallback_to_http: settings.ws.fallback_to_http,
                 ledger: ledger_health,
+                ledger_actor: ledger,
             },
         });
         let openapi = web::Data::new(http::openapi::Rendered(
@@ -490,14 +495,16 @@ pub fn sync_runner(
     settings: &Settings,
     db: &Db,
     lark: &LarkClient,
-    key: &crate::auth::vault::EncryptionKey,
+    vault: &Vault,
+    refresher: &Addr<TokenRefresher>,
 ) -> SyncRunner {
     SyncRunner::new(
         db.clone(),
         lark.clone(),
-        Vault::new(key),
+        vault.clone(),
         settings.database.url.clone(),
         SyncOptions::default(),
+        refresher.clone(),
     )
 }
 

@@ -323,6 +323,7 @@ impl Call {
             .await?
             .map_err(|e| match e {
                 AuthError::Db(_) | AuthError::Mailbox(_) => ApaasError::Unavailable(e.to_string()),
+                AuthError::Unreadable { reason, .. } => auth_required(&reason),
                 other => ApaasError::Unavailable(format!("cannot read the user's token: {other}")),
             })?
             .ok_or_else(|| auth_required("no completed authorization"))?;

@@ -34,6 +34,10 @@ pub enum AuthError {
     BadInput(String),
     #[error("the accounts host refused the device login: {0}")]
     DeviceLogin(crate::device::error::DeviceError),
+    /// The user's stored token cannot be opened (its key is unknown, or it
+    /// is damaged); the session was moved to `reauth_required`.
+    #[error("the stored token of user `{open_id}` cannot be opened ({reason}); they must authorize the app again: send them an auth card")]
+    Unreadable { open_id: String, reason: String },
     #[error(transparent)]
     Vault(#[from] VaultError),
     #[error(transparent)]
@@ -58,6 +62,7 @@ impl AuthError {
             Self::AuthRequired(_) => "auth_required",
             Self::BadInput(_) => "bad_input",
             Self::DeviceLogin(_) => "device_login_refused",
+            Self::Unreadable { .. } => "token_unreadable",
             Self::Vault(_) => "vault",
             Self::Db(_) | Self::Mailbox(_) => "unavailable",
         }

@@ -16,7 +16,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::error::AuthError;
-use super::vault::Vault;
+use super::vault::{SealedColumn, Slot, Vault, VaultError};
 use crate::db::models::user_auth_session::{
     self as sessions, Completion, NewUserAuthSession, UserAuthSession,
 };
@@ -279,10 +279,11 @@ fn view(row: Option<UserAuthSession>) -> Result<Option<SessionView>, AuthError> 
 }
 
 impl SessionRegistry {
-    /// Insert a pending session, with a redirect's `(state hash, sealed
-    /// verifier)` in the same transaction when there is one.
+    /// Insert pending session `session_id`, with a redirect's `(state
+    /// hash, sealed verifier)` in the same transaction when there is one.
     fn create(
         &self,
+        session_id: String,
         open_id: Option<String>,
         method: AuthMethod,
         redirect: Option<(String, String)>,
@@ -292,7 +293,6 @@ impl SessionRegistry {
         let ttl =
             chrono::Duration::from_std(self.session_ttl).unwrap_or(chrono::Duration::minutes(10));
         Box::pin(async move {
-            let session_id = Uuid::new_v4().to_string();
             let now = crate::db::now();
             let row = db
                 .write(move |c| {
@@ -327,7 +327,7 @@ impl Handler<CreateSession> for SessionRegistry {
     type Result = ResponseFuture<Result<SessionView, AuthError>>;
 
     fn handle(&mut self, msg: CreateSession, _: &mut Context<Self>) -> Self::Result {
-        self.create(msg.open_id, msg.method, None)
+        self.create(Uuid::new_v4().to_string(), msg.open_id, msg.method, None)
     }
 }
 
@@ -335,11 +335,14 @@ impl Handler<CreateRedirectSession> for SessionRegistry {
     type Result = ResponseFuture<Result<SessionView, AuthError>>;
 
     fn handle(&mut self, msg: CreateRedirectSession, _: &mut Context<Self>) -> Self::Result {
-        let verifier_enc = match self.vault.seal(msg.verifier.as_str()) {
+        let session_id = Uuid::new_v4().to_string();
+        let slot = Slot::new(SealedColumn::PkceVerifier, &session_id);
+        let verifier_enc = match self.vault.seal(slot, msg.verifier.as_str()) {
             Ok(sealed) => sealed,
             Err(e) => return Box::pin(fut::ready(Err(e.into()))),
         };
         self.create(
+            session_id,
             Some(msg.open_id),
             AuthMethod::OauthRedirect,
             Some((msg.state_hash, verifier_enc)),
@@ -360,10 +363,13 @@ impl Handler<FindRedirectSession> for SessionRegistry {
             else {
                 return Ok(None);
             };
+            // A verifier that does not open (sealed under a key since
+            // dropped) is as good as none: the callback is refused, and the
+            // session runs out its short life.
+            let slot = Slot::new(SealedColumn::PkceVerifier, &row.session_id);
             let verifier = verifier_enc
                 .as_deref()
-                .map(|v| vault.open(v))
-                .transpose()?
+                .and_then(|v| vault.open(slot, v).ok())
                 .and_then(|v| PkceVerifier::parse(&v));
             Ok(Some(RedirectSession {
                 session: SessionView::try_from(row)?,
@@ -382,9 +388,15 @@ impl Handler<RequireReauth> for SessionRegistry {
             let (id, reason) = (msg.session_id.clone(), msg.reason.clone());
             let moved = db
                 .write(move |c| match sessions::find(c, &id)? {
-                    Some(row) => {
-                        sessions::mark_reauth_required(c, row.id, &reason, crate::db::now())
-                    }
+                    // Whatever pair the row holds now: a refresh keeps the
+                    // scopes, so the newest token lacks the scope too.
+                    Some(row) => sessions::mark_reauth_required(
+                        c,
+                        row.id,
+                        row.token_generation,
+                        &reason,
+                        crate::db::now(),
+                    ),
                     None => Ok(false),
                 })
                 .await?;
@@ -432,6 +444,9 @@ impl Handler<CompleteSession> for SessionRegistry {
         let work = async move {
             let now = crate::db::now();
             let after = |d: Duration| chrono::Duration::from_std(d).ok().map(|d| now + d);
+            let id = msg.session_id.to_string();
+            let access_slot = Slot::new(SealedColumn::UserAccessToken, &id);
+            let refresh_slot = Slot::new(SealedColumn::UserRefreshToken, &id);
             let completion = Completion {
                 state: SessionState::Completed.as_str().to_owned(),
                 auth_method: msg.method.as_str().to_owned(),
@@ -445,12 +460,12 @@ impl Handler<CompleteSession> for SessionRegistry {
                     .clone()
                     .or_else(|| msg.user.enterprise_email.clone()),
                 avatar_url: msg.user.avatar_url.clone(),
-                access_token_enc: Some(vault.seal(&msg.token.access_token)?),
+                access_token_enc: Some(vault.seal(access_slot, &msg.token.access_token)?),
                 refresh_token_enc: msg
                     .token
                     .refresh_token
                     .as_deref()
-                    .map(|t| vault.seal(t))
+                    .map(|t| vault.seal(refresh_slot, t))
                     .transpose()?,
                 scope: msg.token.scope.clone(),
                 token_expires_at: after(msg.token.expires_in),
@@ -459,7 +474,6 @@ impl Handler<CompleteSession> for SessionRegistry {
                 completed_at: Some(now),
                 last_synced_at: Some(now),
             };
-            let id = msg.session_id.to_string();
             let (won, row) = db
                 .write(move |c| {
                     let won = sessions::complete(c, &id, &completion, now)?;
@@ -565,16 +579,28 @@ impl Handler<GetUserToken> for SessionRegistry {
             else {
                 return Ok(None);
             };
-            let Some(access) = row.access_token_enc.as_deref() else {
+            let Some(access_enc) = row.access_token_enc.clone() else {
                 return Ok(None);
             };
+            let (access_token, refresh_token) = match open_tokens(&vault, &row, &access_enc) {
+                Ok(pair) => pair,
+                Err(e) => {
+                    let (id, session_id, error) = (row.id, row.session_id.clone(), e.clone());
+                    let condemned = db
+                        .write(move |c| condemn_unreadable(c, id, &session_id, &access_enc, &error))
+                        .await?;
+                    return Err(match condemned {
+                        Some(reason) => AuthError::Unreadable {
+                            open_id: msg.open_id,
+                            reason,
+                        },
+                        None => AuthError::Vault(e),
+                    });
+                }
+            };
             Ok(Some(UserTokens {
-                access_token: vault.open(access)?,
-                refresh_token: row
-                    .refresh_token_enc
-                    .as_deref()
-                    .map(|t| vault.open(t))
-                    .transpose()?,
+                access_token,
+                refresh_token,
                 token_expires_at: row.token_expires_at,
                 auth_method: row
                     .auth_method
@@ -585,6 +611,46 @@ impl Handler<GetUserToken> for SessionRegistry {
             }))
         })
     }
+}
+
+/// Open both tokens of a session row whose access token is `access_enc`.
+fn open_tokens(
+    vault: &Vault,
+    row: &UserAuthSession,
+    access_enc: &str,
+) -> Result<(String, Option<String>), VaultError> {
+    let id = row.session_id.as_str();
+    let access = vault.open(Slot::new(SealedColumn::UserAccessToken, id), access_enc)?;
+    let refresh = row
+        .refresh_token_enc
+        .as_deref()
+        .map(|t| vault.open(Slot::new(SealedColumn::UserRefreshToken, id), t))
+        .transpose()?;
+    Ok((access, refresh))
+}
+
+/// A session whose stored token no configured key opens (unknown key,
+/// damaged value) can never be used or refreshed: retrying cannot help, a
+/// new authorization does. Count it in `lark_vault_unreadable_total`, and
+/// move row `id` to `reauth_required` with the reason, unless its access
+/// token changed meanwhile (`access_enc` is the value that failed) or a
+/// refresh claim is live. Answers the reason, or `None` when `error` is not
+/// about a stored value (nothing is changed then). Runs inside a write.
+pub fn condemn_unreadable(
+    conn: &mut crate::db::AnyConnection,
+    id: i64,
+    session_id: &str,
+    access_enc: &str,
+    error: &VaultError,
+) -> Result<Option<String>, DbError> {
+    let Some(unreadable) = error.unreadable() else {
+        return Ok(None);
+    };
+    unreadable.record();
+    let reason = error.session_reason();
+    let moved = sessions::mark_unreadable(conn, id, access_enc, &reason)?;
+    tracing::warn!(%session_id, reason = unreadable.reason(), error = %error, moved, "stored token cannot be opened; the user must authorize again");
+    Ok(Some(reason))
 }
 
 impl Handler<ExpireOverdue> for SessionRegistry {

@@ -47,11 +47,11 @@ pub async fn run(command: AuthCommand) -> ExitCode {
 /// The HTTP client and the store, or why the command cannot run.
 fn prepare(command: &AuthCommand) -> Result<(DeviceClient, DbDeviceStore), DeviceError> {
     let settings = Settings::load().map_err(|e| StoreError::msg(e.to_string()))?;
-    let key = settings.encryption_key.as_ref();
-    if key.is_none() && matches!(command, AuthCommand::Login(_)) {
+    let vault = settings.vault();
+    if vault.is_none() && matches!(command, AuthCommand::Login(_)) {
         return Err(key_missing("`auth login` stores the token encrypted with it").into());
     }
-    let store = DbDeviceStore::open(&settings.database.url, key)?;
+    let store = DbDeviceStore::open(&settings.database.url, vault)?;
     Ok((DeviceClient::new()?, store))
 }
 

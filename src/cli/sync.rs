@@ -19,9 +19,9 @@ const REFRESH: Duration = Duration::from_millis(200);
 pub async fn run() -> Result<(), CliError> {
     crate::telemetry::init("warn");
     let settings = Settings::load()?;
-    let key = settings.require_for_serve()?.encryption_key;
+    let vault = settings.require_for_serve()?.vault();
     let core = Core::start(&settings).await?;
-    let runner = sync_runner(&settings, &core.db, &core.lark, &key);
+    let runner = sync_runner(&settings, &core.db, &core.lark, &vault, &core.refresher);
     let id = runner
         .begin(Trigger::Admin)
         .await

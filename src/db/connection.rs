@@ -6,6 +6,12 @@
 //! each backend in turn, and SQLite accepts any path, so a mistyped
 //! PostgreSQL URL would silently become a file): [`DatabaseUrl`] decides by
 //! scheme and [`ConnectionManager`] opens exactly that backend.
+//!
+//! A SQLite file the service creates is made readable by its owner only
+//! (0600) before SQLite opens it, whatever the process umask: it holds
+//! the sessions and their (encrypted) tokens. SQLite gives the `-wal` and
+//! `-shm` files it creates the database file's permissions (`robust_open`
+//! with `findCreateFileMode` in SQLite's `os_unix.c`), so they follow.
 
 use std::fmt;
 use std::time::Duration;
@@ -111,6 +117,7 @@ impl ConnectionManager {
         match &self.url {
             DatabaseUrl::Postgres(u) => Ok(AnyConnection::Postgresql(PgConnection::establish(u)?)),
             DatabaseUrl::Sqlite(path) => {
+                create_private(path)?;
                 let mut c = SqliteConnection::establish(path)?;
                 // The busy timeout comes first: switching to WAL takes a
                 // lock too, and another process may hold it. WAL lets
@@ -123,6 +130,29 @@ impl ConnectionManager {
                 Ok(AnyConnection::Sqlite(c))
             }
         }
+    }
+}
+
+/// Create the SQLite file at `path` with mode 0600 if it does not exist
+/// yet. An existing file keeps the mode its owner gave it; in-memory and
+/// URI-style names (`:memory:`, `file:…`) are SQLite's to handle.
+fn create_private(path: &str) -> Result<(), DbError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if path == ":memory:" || path.starts_with("file:") {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(DbError::File {
+            path: path.to_owned(),
+            source: e,
+        }),
     }
 }
 
@@ -191,6 +221,29 @@ mod tests {
         assert!(DatabaseUrl::parse("mysql://h/db").is_err());
         assert!(DatabaseUrl::parse("lark.db").is_err());
         assert!(DatabaseUrl::parse("sqlite://").is_err());
+    }
+
+    #[test]
+    fn a_new_sqlite_file_and_its_wal_are_private() {
+        use diesel::connection::SimpleConnection;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("private.db");
+        let url = DatabaseUrl::parse(&format!("sqlite://{}", path.display())).unwrap();
+        let mut conn = ConnectionManager::new(url).establish().unwrap();
+        conn.batch_execute("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
+            .unwrap();
+        let mode = |suffix: &str| {
+            let file = format!("{}{suffix}", path.display());
+            std::fs::metadata(&file)
+                .unwrap_or_else(|e| panic!("{file}: {e}"))
+                .permissions()
+                .mode()
+                & 0o777
+        };
+        assert_eq!(mode(""), 0o600);
+        assert_eq!(mode("-wal"), 0o600);
+        assert_eq!(mode("-shm"), 0o600);
     }
 
     #[test]

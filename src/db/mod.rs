@@ -22,6 +22,11 @@ pub enum DbError {
     Connect(#[from] diesel::ConnectionError),
     #[error("query failed: {0}")]
     Query(#[from] diesel::result::Error),
+    #[error("cannot create the database file {path}: {source}")]
+    File {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("migration failed: {0}")]
     Migration(String),
     #[error("database executor unavailable: {0}")]

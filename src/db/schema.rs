@@ -31,6 +31,7 @@ diesel::table! {
         refresh_attempts -> Integer,
         oauth_state_hash -> Nullable<Text>,
         pkce_verifier_enc -> Nullable<Text>,
+        token_generation -> BigInt,
     }
 }
 

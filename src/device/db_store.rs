@@ -28,7 +28,7 @@ use tracing::info;
 
 use super::memory_store::DEFAULT_PROFILE;
 use super::store::{DeviceStore, StoreError, StoredToken, TokenLock};
-use crate::auth::vault::{EncryptionKey, Vault};
+use crate::auth::vault::{SealedColumn, Slot, Vault};
 use crate::db::connection::{run_migrations, ConnectionManager};
 use crate::db::models::device_token::{self, DeviceToken};
 use crate::db::{AnyConnection, DatabaseUrl, DbError};
@@ -45,9 +45,9 @@ pub struct DbDeviceStore {
 }
 
 impl DbDeviceStore {
-    /// Connect to `url` and apply pending migrations. `key` may be absent;
-    /// see the module docs.
-    pub fn open(url: &DatabaseUrl, key: Option<&EncryptionKey>) -> Result<Self, StoreError> {
+    /// Connect to `url` and apply pending migrations. `vault` may be
+    /// absent; see the module docs.
+    pub fn open(url: &DatabaseUrl, vault: Option<Vault>) -> Result<Self, StoreError> {
         let manager = ConnectionManager::new(url.clone());
         let mut conn = manager
             .establish()
@@ -56,9 +56,7 @@ impl DbDeviceStore {
         Ok(Self {
             manager,
             conn: Mutex::new(conn),
-            codec: Codec {
-                vault: key.map(Vault::new),
-            },
+            codec: Codec { vault },
         })
     }
 
@@ -224,9 +222,9 @@ impl Codec {
 
     fn seal(&self, profile: &str, token: &StoredToken) -> Result<DeviceToken, StoreError> {
         let vault = self.vault()?;
-        let seal = |plain: &str| {
+        let seal = |column: SealedColumn, plain: &str| {
             vault
-                .seal(plain)
+                .seal(Slot::new(column, profile), plain)
                 .map_err(|e| store_error(format!("cannot encrypt the token of `{profile}`"), e))
         };
         let expires_at = match token.expires_at_ms {
@@ -241,8 +239,12 @@ impl Codec {
             profile: profile.to_owned(),
             host: token.host.clone(),
             client_id: Some(token.client_id.clone()),
-            access_token_enc: Some(seal(&token.access_token)?),
-            refresh_token_enc: token.refresh_token.as_deref().map(seal).transpose()?,
+            access_token_enc: Some(seal(SealedColumn::DeviceAccessToken, &token.access_token)?),
+            refresh_token_enc: token
+                .refresh_token
+                .as_deref()
+                .map(|t| seal(SealedColumn::DeviceRefreshToken, t))
+                .transpose()?,
             expires_at,
             updated_at: crate::db::now(),
         })
@@ -254,13 +256,15 @@ impl Codec {
             return Ok(None);
         };
         let vault = self.vault()?;
-        let open = |sealed: &str| {
-            vault.open(sealed).map_err(|e| {
-                store_error(
-                    format!("the stored token of `{}` cannot be read", row.profile),
-                    e,
-                )
-            })
+        let open = |column: SealedColumn, sealed: &str| {
+            vault
+                .open(Slot::new(column, &row.profile), sealed)
+                .map_err(|e| {
+                    store_error(
+                        format!("the stored token of `{}` cannot be read", row.profile),
+                        e,
+                    )
+                })
         };
         let client_id = row.client_id.clone().ok_or_else(|| {
             StoreError::msg(format!(
@@ -269,8 +273,12 @@ impl Codec {
             ))
         })?;
         Ok(Some(StoredToken {
-            access_token: open(&access_enc)?,
-            refresh_token: row.refresh_token_enc.as_deref().map(open).transpose()?,
+            access_token: open(SealedColumn::DeviceAccessToken, &access_enc)?,
+            refresh_token: row
+                .refresh_token_enc
+                .as_deref()
+                .map(|t| open(SealedColumn::DeviceRefreshToken, t))
+                .transpose()?,
             expires_at_ms: row.expires_at.map_or(0, expiry_ms),
             client_id,
             host: row.host,

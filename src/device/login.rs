@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tracing::info;
+use tracing::{debug, info};
 
 use super::clock::Clock;
 use super::device_auth::{DeviceCode, PollOutcome, TokenGrant, DEFAULT_INTERVAL_SECONDS};
@@ -29,7 +29,10 @@ pub async fn init(
     let code = client
         .request_device_code(device_endpoint, &client_id)
         .await?;
-    info!(%host, user_code = %code.user_code, "device code issued");
+    // The user code lets whoever reads it approve the login in the user's
+    // place while it is valid: only debug logs carry it.
+    info!(%host, "device code issued");
+    debug!(%host, user_code = %code.user_code, "device code issued");
     Ok((code, client_id))
 }
 

@@ -32,3 +32,40 @@ impl fmt::Display for Secret {
         fmt::Display::fmt(&Masked(&self.0), f)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Secret;
+
+    /// The longest run of `secret`'s characters that `shown` contains.
+    fn longest_leak(secret: &str, shown: &str) -> usize {
+        let chars: Vec<char> = secret.chars().collect();
+        (1..=chars.len())
+            .rev()
+            .find(|&n| {
+                chars
+                    .windows(n)
+                    .any(|w| shown.contains(&w.iter().collect::<String>()))
+            })
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn debug_and_display_show_at_most_four_characters() {
+        for value in [
+            "test-admin-token-0123456789",
+            "xK9pQ2mZ7vL4wR8tY3nB",
+            "0123456789abcdef",
+            "short",
+        ] {
+            let secret = Secret::new(value);
+            for shown in [format!("{secret:?}"), secret.to_string()] {
+                assert!(longest_leak(value, &shown) <= 4, "{value} shown as {shown}");
+            }
+        }
+        assert_eq!(
+            format!("{:?}", Secret::new("test-admin-token-0123456789")),
+            "Secret(test***)"
+        );
+    }
+}

@@ -71,6 +71,16 @@ pub struct RecordProcessed {
     pub outbox: Vec<NewOutboxEvent>,
 }
 
+/// `/readyz` could not reach the database. Kept as the ledger's last error,
+/// so `/admin/actors` shows why (the ledger is where database health is
+/// reported), but events are not refused on one failed check: the ledger's
+/// own reads and writes decide that.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct DatabaseUnreachable {
+    pub error: String,
+}
+
 type Reply = oneshot::Sender<Result<bool, LedgerError>>;
 
 /// One queue of requests waiting for their batch.
@@ -319,5 +329,14 @@ impl Handler<RecordProcessed> for Ledger {
         self.records.waiting.push(((msg.event, msg.outbox), tx));
         self.flush_records(ctx);
         await_reply(rx)
+    }
+}
+
+impl Handler<DatabaseUnreachable> for Ledger {
+    type Result = ();
+
+    fn handle(&mut self, msg: DatabaseUnreachable, _: &mut Context<Self>) {
+        self.lifecycle
+            .record_error(format!("readiness check: {}", msg.error));
     }
 }

@@ -102,10 +102,23 @@ impl EventSource {
 
 /// Route one event (the decrypted envelope JSON).
 #[derive(Message)]
-#[rtype(result = "RouteOutcome")]
+#[rtype(result = "Routed")]
 pub struct RouteEvent {
     pub payload: Vec<u8>,
     pub source: EventSource,
+}
+
+/// The router's answer: what became of the event, and whether it is a
+/// callback.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Routed {
+    pub outcome: RouteOutcome,
+    /// The envelope is a `card.action.trigger`, whatever frame or request
+    /// carried it. Its answer must carry a JSON body (at least `{}`) for
+    /// every outcome, duplicates and failures included, or the user sees
+    /// error 108002/200340 (larksuite/cli#2456; larksuite/cli answers
+    /// `CardActionTriggerResponse{}` when it has nothing to say).
+    pub callback: bool,
 }
 
 /// What became of an event.
@@ -212,7 +225,7 @@ impl Managed for EventRouter {
 crate::managed_actor!(EventRouter);
 
 impl Handler<RouteEvent> for EventRouter {
-    type Result = ResponseActFuture<Self, RouteOutcome>;
+    type Result = ResponseActFuture<Self, Routed>;
 
     fn handle(&mut self, msg: RouteEvent, _: &mut Context<Self>) -> Self::Result {
         let started = Instant::now();
@@ -223,9 +236,14 @@ impl Handler<RouteEvent> for EventRouter {
                 tracing::warn!(source = msg.source.as_str(), error = %e, "rejected an event that is not an envelope");
                 let outcome = RouteOutcome::Rejected(e.to_string());
                 count(&outcome, "unknown", started);
-                return Box::pin(fut::ready(outcome));
+                return Box::pin(fut::ready(Routed {
+                    outcome,
+                    callback: false,
+                }));
             }
         };
+        let callback = envelope.is_card_action();
+        let routed = move |outcome| Routed { outcome, callback };
         let event_id = envelope.event_id.as_str().to_owned();
         let event_type = envelope.event_type.clone();
         let span =
@@ -237,7 +255,7 @@ impl Handler<RouteEvent> for EventRouter {
             let outcome = RouteOutcome::Unhandled;
             span.in_scope(|| tracing::debug!("no handler for this event type"));
             count(&outcome, &event_type, started);
-            return Box::pin(fut::ready(outcome));
+            return Box::pin(fut::ready(routed(outcome)));
         }
         if let Some(waiters) = self.in_flight.get_mut(&event_id) {
             let (tx, rx) = oneshot::channel();
@@ -249,7 +267,7 @@ impl Handler<RouteEvent> for EventRouter {
                     Err(_) => RouteOutcome::Failed("the event router restarted".into()),
                 };
                 count(&outcome, &event_type, started);
-                outcome
+                routed(outcome)
             }));
         }
         self.in_flight.insert(event_id.clone(), Vec::new());
@@ -323,7 +341,7 @@ impl Handler<RouteEvent> for EventRouter {
                 _ => tracing::debug!(outcome = outcome.label(), "event routed"),
             });
             count(&outcome, &event_type, started);
-            outcome
+            routed(outcome)
         }))
     }
 }

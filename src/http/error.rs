@@ -197,7 +197,9 @@ impl From<crate::auth::error::AuthError> for ApiError {
             A::WrongOperator => Self::conflict("wrong_operator", e.to_string()),
             A::UnknownState => Self::bad_request("unknown_state", e.to_string()),
             A::ForeignUser => Self::conflict("wrong_user", e.to_string()),
-            A::AuthRequired(_) => Self::conflict("auth_required", e.to_string()),
+            A::AuthRequired(_) | A::Unreadable { .. } => {
+                Self::conflict("auth_required", e.to_string())
+            }
             A::BadInput(_) => Self::bad_request("bad_input", e.to_string()),
             A::NoCode => Self::unavailable("not_configured", e.to_string()),
             A::Exchange(_) => Self::bad_request("exchange_failed", e.to_string()),

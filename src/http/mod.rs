@@ -70,6 +70,8 @@ pub struct Readiness {
     /// ping misses this (a locked SQLite file still answers reads), and
     /// an event that cannot be recorded is not acked.
     pub ledger: watch::Receiver<crate::events::ledger::LedgerHealth>,
+    /// Where a failed readiness ping is reported, for `/admin/actors`.
+    pub ledger_actor: Addr<crate::events::ledger::Ledger>,
 }
 
 #[derive(Debug, Serialize)]

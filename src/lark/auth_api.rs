@@ -503,7 +503,7 @@ mod tests {
             token_type: "Bearer".into(),
         };
         let shown = format!("{t:?}");
-        assert!(shown.contains("u-7dCz4T***"));
+        assert!(shown.contains("u-7d***"));
         assert!(!shown.contains("abcdefghijk"));
     }
 

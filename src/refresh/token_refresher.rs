@@ -23,11 +23,13 @@
 //! - `transient` / `rate_limited`: the network, a 5xx, 20050/20072, or a rate
 //!   limit (every refresh then waits out `x-ogw-ratelimit-reset`, see
 //!   [`Pace`]). The claim is released with a backoff before the next try.
-//! - `reauth_required`: 20024/20026/20037/20064/20073/20074, the refresh token is gone
-//!   for good. The session moves to `reauth_required` and, with
+//! - `reauth_required`: 20024/20026/20037/20064/20073/20074, the refresh
+//!   token is gone for good; or the stored refresh token cannot be opened
+//!   (its key is unknown, or it is damaged: counted in
+//!   `lark_vault_unreadable_total`). The session moves to `reauth_required` and, with
 //!   `TOKEN_REFRESH_SEND_AUTH_CARD`, the user gets a new authorization card.
-//! - `error`: anything else (a stored token that does not decrypt, an
-//!   unexpected answer); released with a backoff, for an operator to look at.
+//! - `error`: anything else (an unexpected answer); released with a
+//!   backoff, for an operator to look at.
 //!
 //! [`RefreshUserToken`] refreshes one session now, for a caller about to use
 //! the token (the AI client); it takes the same claim, so it never races the
@@ -44,8 +46,8 @@ use actix::prelude::*;
 use chrono::NaiveDateTime;
 
 use crate::auth::card_auth::{send_reauth_card, CardAuth};
-use crate::auth::registry::UserTokens;
-use crate::auth::vault::Vault;
+use crate::auth::registry::{condemn_unreadable, UserTokens};
+use crate::auth::vault::{SealedColumn, Slot, Vault};
 use crate::db::models::user_auth_session::{self as sessions, RefreshClaim, RefreshedTokens};
 use crate::db::{after, Db, DbError};
 use crate::domain::{AuthMethod, Secret, SessionState};
@@ -252,15 +254,21 @@ impl Worker {
             Ok(m) => m,
             Err(e) => return self.retry_later(claim, "error", e.to_string()).await,
         };
+        let slot = Slot::new(SealedColumn::UserRefreshToken, &claim.session_id);
         let refresh_token = match claim
             .refresh_token_enc
             .as_deref()
-            .map(|t| self.vault.open(t))
+            .map(|t| self.vault.open(slot, t))
         {
             Some(Ok(t)) => t,
             Some(Err(e)) => {
-                let error = format!("cannot open the stored refresh token: {e}");
-                return self.retry_later(claim, "error", error).await;
+                let Some(unreadable) = e.unreadable() else {
+                    let error = format!("cannot open the stored refresh token: {e}");
+                    return self.retry_later(claim, "error", error).await;
+                };
+                // No key this process has opens it: retrying cannot help.
+                unreadable.record();
+                return self.reauth(claim, e.session_reason()).await;
             }
             None => return Outcome::Lost,
         };
@@ -268,21 +276,11 @@ impl Worker {
         match self.call(method, &refresh_token).await {
             Ok(token) => self.store(claim, method, token).await,
             Err(AppCallError::Lark(e)) if e.needs_reauth() => {
-                let reason = format!("the platform refused the refresh token: {e}");
-                let db = self.db.clone();
-                let (id, owner) = (claim.id, self.owner.clone());
-                let why = reason.clone();
-                match db
-                    .write(move |c| sessions::refresh_refused(c, id, &owner, &why))
-                    .await
-                {
-                    Ok(true) => Outcome::Reauth(reason),
-                    Ok(false) => Outcome::Lost,
-                    Err(e) => Outcome::Retry {
-                        label: "error",
-                        error: format!("{reason}; recording it failed: {e}"),
-                    },
-                }
+                self.reauth(
+                    claim,
+                    format!("the platform refused the refresh token: {e}"),
+                )
+                .await
             }
             Err(AppCallError::Lark(LarkError::RateLimited { retry_after })) => {
                 self.pace.hold(retry_after);
@@ -297,6 +295,24 @@ impl Worker {
                 self.retry_later(claim, "transient", e.to_string()).await
             }
             Err(e) => self.retry_later(claim, "error", e.to_string()).await,
+        }
+    }
+
+    /// Move the claimed session to `reauth_required` for `reason`.
+    async fn reauth(&self, claim: &RefreshClaim, reason: String) -> Outcome {
+        let db = self.db.clone();
+        let (id, owner, generation) = (claim.id, self.owner.clone(), claim.token_generation);
+        let why = reason.clone();
+        match db
+            .write(move |c| sessions::refresh_refused(c, id, &owner, generation, &why))
+            .await
+        {
+            Ok(true) => Outcome::Reauth(reason),
+            Ok(false) => Outcome::Lost,
+            Err(e) => Outcome::Retry {
+                label: "error",
+                error: format!("{reason}; recording it failed: {e}"),
+            },
         }
     }
 
@@ -321,13 +337,20 @@ impl Worker {
     /// Seal and store the new pair, releasing the claim.
     async fn store(&self, claim: &RefreshClaim, method: AuthMethod, token: UserToken) -> Outcome {
         let now = crate::db::now();
+        let id = claim.session_id.as_str();
         let sealed = (|| {
             Ok::<_, crate::auth::vault::VaultError>(RefreshedTokens {
-                access_token_enc: Some(self.vault.seal(&token.access_token)?),
+                access_token_enc: Some(self.vault.seal(
+                    Slot::new(SealedColumn::UserAccessToken, id),
+                    &token.access_token,
+                )?),
                 refresh_token_enc: token
                     .refresh_token
                     .as_deref()
-                    .map(|t| self.vault.seal(t))
+                    .map(|t| {
+                        self.vault
+                            .seal(Slot::new(SealedColumn::UserRefreshToken, id), t)
+                    })
                     .transpose()?,
                 scope: token.scope.clone(),
                 token_expires_at: Some(after(now, token.expires_in)),
@@ -447,12 +470,20 @@ impl Worker {
                 {
                     return Ok(Step::Gone(format!("the session is {}", row.state)));
                 }
-                let Some(access) = row.access_token_enc.as_deref().map(|t| vault.open(t)) else {
+                let Some(access_enc) = row.access_token_enc.as_deref() else {
                     return Ok(Step::Gone("the session holds no access token".into()));
                 };
-                let access = match access {
+                let slot = Slot::new(SealedColumn::UserAccessToken, &row.session_id);
+                let access = match vault.open(slot, access_enc) {
                     Ok(a) => a,
-                    Err(e) => return Ok(Step::Broken(e.to_string())),
+                    Err(e) => {
+                        return Ok(
+                            match condemn_unreadable(c, row.id, &row.session_id, access_enc, &e)? {
+                                Some(reason) => Step::Gone(reason),
+                                None => Step::Broken(e.to_string()),
+                            },
+                        )
+                    }
                 };
                 let stale = match &refused {
                     Some(token) => *token == access,

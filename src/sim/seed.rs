@@ -12,7 +12,7 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::oauth::{Generation, OAuthState, SimUser};
-use crate::auth::vault::{Vault, VaultError};
+use crate::auth::vault::{SealedColumn, Slot, Vault, VaultError};
 use crate::db::schema::user_auth_sessions;
 use crate::db::{AnyConnection, DbError};
 use crate::domain::{AuthMethod, SessionState};
@@ -108,8 +108,13 @@ fn seed(
     let mut stored = 0;
     for user in users {
         let (access, refresh) = grant(&user.open_id);
+        let session_id = uuid::Uuid::new_v4().to_string();
+        let access_slot = Slot::new(SealedColumn::UserAccessToken, &session_id);
+        let refresh_slot = Slot::new(SealedColumn::UserRefreshToken, &session_id);
+        let access_token_enc = Some(vault.seal(access_slot, &access)?);
+        let refresh_token_enc = refresh.map(|t| vault.seal(refresh_slot, &t)).transpose()?;
         chunk.push(SeededSession {
-            session_id: uuid::Uuid::new_v4().to_string(),
+            session_id,
             app_id: app_id.to_owned(),
             open_id: Some(user.open_id.clone()),
             user_name: Some(user.name.clone()),
@@ -117,8 +122,8 @@ fn seed(
             avatar_url: Some(user.avatar_url.clone()),
             auth_method: AuthMethod::WebsocketCard.as_str(),
             state: SessionState::Completed.as_str(),
-            access_token_enc: Some(vault.seal(&access)?),
-            refresh_token_enc: refresh.map(|t| vault.seal(&t)).transpose()?,
+            access_token_enc,
+            refresh_token_enc,
             token_expires_at,
             expires_at: at,
             created_at: at,

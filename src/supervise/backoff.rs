@@ -23,6 +23,17 @@ impl Backoff {
         max: Duration::from_secs(30),
     };
 
+    /// Restarts of the long connection after a burst of reconnect attempts
+    /// failed: 1 s doubling to 5 minutes. The cap bounds how long an outage
+    /// can outlast its cause before the service notices; it is also the wait
+    /// between attempts after a refusal retrying rarely fixes (a rejected
+    /// app secret, the connection limit), which an operator may fix at any
+    /// time without restarting the process.
+    pub const RECONNECT: Backoff = Backoff {
+        base: Duration::from_secs(1),
+        max: Duration::from_secs(5 * 60),
+    };
+
     /// The delay before attempt `attempt` (1-based), without jitter.
     pub fn ceiling(&self, attempt: u32) -> Duration {
         let exp = attempt.saturating_sub(1).min(31);

@@ -29,8 +29,9 @@ pub enum ActorState {
     Backoff,
     /// Running, but its work is failing (e.g. the connection is down).
     Degraded,
-    /// Gave up for a reason that retrying cannot fix; needs an operator.
-    Stopped,
+    /// The platform refuses it (e.g. a rejected app secret); it retries
+    /// slowly while an operator fixes the cause.
+    Refused,
     /// Did not answer a status request in time.
     Unresponsive,
 }
@@ -95,6 +96,12 @@ impl Lifecycle {
         }
     }
 
+    /// Use `backoff` for restarts instead of [`Backoff::RESTART`].
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
     pub fn name(&self) -> &'static str {
         self.name
     }
@@ -135,9 +142,9 @@ impl Lifecycle {
         self.set_state(ActorState::Degraded);
     }
 
-    pub fn stopped(&mut self, error: impl std::fmt::Display) {
+    pub fn refused(&mut self, error: impl std::fmt::Display) {
         self.record_error(error);
-        self.set_state(ActorState::Stopped);
+        self.set_state(ActorState::Refused);
     }
 
     pub fn record_error(&mut self, error: impl std::fmt::Display) {

@@ -15,8 +15,15 @@
 //! A field the platform leaves out (a scope not granted, a partial answer)
 //! keeps its stored value rather than being erased.
 //!
-//! A refused token (`99991663`/`99991668`/`99991677`, or HTTP 401) moves the
-//! session to `reauth_required`: only a new authorization helps. A rate
+//! A refused token (`99991663`/`99991668`/`99991677`, or HTTP 401) is
+//! refreshed through the token refresher's claim (so it never races a
+//! refresh tick or another replica) and the call is made once more with
+//! the new token: pages are read ahead of the calls, so a token expiring
+//! during a run is the normal case, not a lost authorization. Only when
+//! the refresh itself is refused for good (or there is no refresh token)
+//! does the session move to `reauth_required`, and then only if the row
+//! still holds the token generation that was tried and no refresh claim
+//! is live. A rate
 //! limit holds every call for as long as `x-ogw-ratelimit-reset` says (see
 //! [`Pace`]) and retries the user; other transient failures retry with
 //! backoff; a user who still fails is counted as failed, and the run goes on.
@@ -25,13 +32,14 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Addr;
 use futures_util::StreamExt;
 use tracing::Instrument;
 
 use super::error::SyncError;
 use super::replica_lock::ReplicaLock;
 use super::run_view::{ratio, RunStatus, Trigger};
-use crate::auth::vault::Vault;
+use crate::auth::vault::{SealedColumn, Slot, Vault};
 use crate::db::models::sync_run::{self, NewSyncRun, RunCounts};
 use crate::db::models::user_auth_session::{self as sessions, ProfileChange, SyncCandidate};
 use crate::db::{DatabaseUrl, Db};
@@ -39,6 +47,9 @@ use crate::lark::auth_api::UserInfo;
 use crate::lark::client::{LarkClient, LarkError};
 use crate::lark::pace::Pace;
 use crate::metrics::{USER_SYNC_PROGRESS, USER_SYNC_RUNS, USER_SYNC_USERS};
+use crate::refresh::token_refresher::{
+    RefreshError, RefreshReason, RefreshUserToken, TokenRefresher,
+};
 use crate::supervise::backoff::Backoff;
 
 /// What a run that found another replica running records as its error.
@@ -104,6 +115,14 @@ impl Progress {
     }
 }
 
+/// One user visited: the row, the token generation it was read with, and
+/// what was found.
+struct Visited {
+    id: i64,
+    generation: i64,
+    visit: Visit,
+}
+
 /// What visiting one user found.
 enum Visit {
     Unchanged,
@@ -121,6 +140,7 @@ pub struct SyncRunner {
     vault: Vault,
     database_url: DatabaseUrl,
     options: SyncOptions,
+    refresher: Addr<TokenRefresher>,
 }
 
 impl SyncRunner {
@@ -130,6 +150,7 @@ impl SyncRunner {
         vault: Vault,
         database_url: DatabaseUrl,
         options: SyncOptions,
+        refresher: Addr<TokenRefresher>,
     ) -> Self {
         Self {
             db,
@@ -137,6 +158,7 @@ impl SyncRunner {
             vault,
             database_url,
             options,
+            refresher,
         }
     }
 
@@ -258,7 +280,7 @@ impl SyncRunner {
                 break;
             };
             after = last.id;
-            let visits: Vec<(i64, Visit)> = futures_util::stream::iter(page)
+            let visits: Vec<Visited> = futures_util::stream::iter(page)
                 .map(|row| self.visit(row, &pace))
                 .buffer_unordered(self.options.concurrency)
                 .collect()
@@ -285,7 +307,7 @@ impl SyncRunner {
     async fn record_page(
         &self,
         run_id: i64,
-        visits: Vec<(i64, Visit)>,
+        visits: Vec<Visited>,
         progress: &Progress,
     ) -> Result<(), SyncError> {
         let before = progress.counts();
@@ -297,7 +319,12 @@ impl SyncRunner {
                     users_done: visits.len() as i64,
                     ..RunCounts::default()
                 };
-                for (id, visit) in visits {
+                for Visited {
+                    id,
+                    generation,
+                    visit,
+                } in visits
+                {
                     let outcome = match visit {
                         Visit::Unchanged => "unchanged",
                         // A session revoked since the page was read keeps
@@ -307,8 +334,11 @@ impl SyncRunner {
                             "updated"
                         }
                         Visit::Changed(_) => "unchanged",
+                        // The refresher may have moved it already (a refused
+                        // refresh), or a new pair may have been stored since
+                        // the page was read: then the row is left alone.
                         Visit::Reauth(reason) => {
-                            sessions::mark_reauth_required(c, id, &reason, now)?;
+                            sessions::mark_reauth_required(c, id, generation, &reason, now)?;
                             page.users_failed += 1;
                             "reauth_required"
                         }
@@ -333,7 +363,7 @@ impl SyncRunner {
         Ok(())
     }
 
-    async fn visit(&self, row: SyncCandidate, pace: &Pace) -> (i64, Visit) {
+    async fn visit(&self, row: SyncCandidate, pace: &Pace) -> Visited {
         let visit = self.fetch(&row, pace).await;
         match &visit {
             Visit::Failed(reason) => {
@@ -344,17 +374,31 @@ impl SyncRunner {
             }
             _ => {}
         }
-        (row.id, visit)
+        Visited {
+            id: row.id,
+            generation: row.token_generation,
+            visit,
+        }
     }
 
     async fn fetch(&self, row: &SyncCandidate, pace: &Pace) -> Visit {
         let Some(sealed) = row.access_token_enc.as_deref() else {
             return Visit::Reauth("the session holds no access token".into());
         };
-        let token = match self.vault.open(sealed) {
+        let slot = Slot::new(SealedColumn::UserAccessToken, &row.session_id);
+        let mut token = match self.vault.open(slot, sealed) {
             Ok(t) => t,
-            Err(e) => return Visit::Failed(format!("cannot open the stored token: {e}")),
+            Err(e) => {
+                let Some(unreadable) = e.unreadable() else {
+                    return Visit::Failed(format!("cannot open the stored token: {e}"));
+                };
+                // No key this process has opens it: only a new
+                // authorization helps, so it is not a failure to retry.
+                unreadable.record();
+                return Visit::Reauth(e.session_reason());
+            }
         };
+        let mut refreshed = false;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -364,9 +408,21 @@ impl SyncRunner {
                 Err(e) => e,
             };
             if err.is_token_invalid() {
-                return Visit::Reauth(format!(
-                    "the access token was refused while syncing the profile ({err}); the user must authorize again"
-                ));
+                if refreshed {
+                    // A token the platform just issued is refused: not the
+                    // user's doing, so not a reason to condemn the session.
+                    return Visit::Failed(format!(
+                        "the refreshed access token was refused too: {err}"
+                    ));
+                }
+                refreshed = true;
+                match self.refresh(row, token, &err).await {
+                    Ok(fresh) => {
+                        token = fresh;
+                        continue;
+                    }
+                    Err(visit) => return visit,
+                }
             }
             if attempt >= self.options.max_attempts || !err.is_transient() {
                 return Visit::Failed(err.to_string());
@@ -378,6 +434,36 @@ impl SyncRunner {
                 }
                 _ => tokio::time::sleep(RETRY_BACKOFF.delay(attempt)).await,
             }
+        }
+    }
+
+    /// Ask the refresher for a new token for `row`, whose `refused` one the
+    /// platform turned down with `err`; the new access token, or what the
+    /// visit comes to.
+    async fn refresh(
+        &self,
+        row: &SyncCandidate,
+        refused: String,
+        err: &LarkError,
+    ) -> Result<String, Visit> {
+        tracing::info!(session_id = %row.session_id, error = %err, "access token refused during the sync; refreshing it");
+        let asked = self
+            .refresher
+            .send(RefreshUserToken {
+                session_id: row.session_id.clone(),
+                open_id: row.open_id.clone().unwrap_or_default(),
+                reason: RefreshReason::Refused(refused),
+            })
+            .await;
+        match asked {
+            Ok(Ok(tokens)) => Ok(tokens.access_token),
+            Ok(Err(RefreshError::AuthRequired { reason, .. })) => Err(Visit::Reauth(format!(
+                "the access token was refused while syncing the profile ({err}) and could not be refreshed ({reason}); the user must authorize again"
+            ))),
+            Ok(Err(e)) => Err(Visit::Failed(format!(
+                "the access token was refused and could not be refreshed now: {e}"
+            ))),
+            Err(e) => Err(Visit::Failed(format!("the token refresher is unavailable: {e}"))),
         }
     }
 }

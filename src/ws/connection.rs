@@ -9,11 +9,13 @@
 //! client never notices a silent peer).
 //!
 //! When the socket ends it reconnects on the platform's schedule (a random
-//! wait within `ReconnectNonce`, then every `ReconnectInterval`, up to the
-//! attempt limit). Refusals that retrying cannot fix (403, the connection
-//! limit, a bad app secret) stop the loop: the actor stays up in the
-//! `stopped` state so `/admin/actors` shows why, and the webhook fallback
-//! keeps events flowing.
+//! wait within `ReconnectNonce`, then every `ReconnectInterval`) for one
+//! burst of attempts (see [`super::reconnect`]); when the burst runs out the
+//! actor stops and its supervisor restarts it after a backoff capped at
+//! 5 minutes, which starts a new burst, so it never gives up. A refusal
+//! (403, the connection limit, a rejected app secret) is retried every
+//! [`REFUSED_RETRY`]: the actor is `refused`, with the reason in
+//! `/admin/actors` and in `lark_ws_refused{reason}`.
 //!
 //! Events in flight when a socket drops are not acked on the next one: the
 //! platform redelivers them and the dedup ledger drops what was handled.
@@ -37,15 +39,16 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 use super::ack::{ack_frame, AckPayload, AckStatus};
-use super::client_config::ClientConfig;
+use super::client_config::{ClientConfig, ClientConfigUpdate};
 use super::endpoint::{fetch_endpoint, Endpoint};
 use super::fragments::FragmentBuffer;
 use super::frame::{Frame, FrameKind};
-use super::reconnect::ReconnectSchedule;
+use super::reconnect::{ReconnectSchedule, RefusedReason, REFUSED_RETRY};
 use super::WsError;
 use crate::domain::{BaseUrl, Secret};
-use crate::events::router::{EventRouter, EventSource, RouteEvent, RouteOutcome};
-use crate::metrics::{WS_CONNECTED, WS_FRAMES, WS_RECONNECTS};
+use crate::events::router::{EventRouter, EventSource, RouteEvent, RouteOutcome, Routed};
+use crate::metrics::{WS_CONNECTED, WS_FRAMES, WS_RECONNECTS, WS_REFUSED};
+use crate::supervise::backoff::Backoff;
 use crate::supervise::{ActorState, Lifecycle, Managed};
 
 pub const NAME: &str = "ws_connection";
@@ -68,7 +71,8 @@ pub struct WsConfig {
     pub app_secret: Secret,
     /// Ping interval until the platform's ClientConfig says otherwise.
     pub heartbeat_interval: Duration,
-    /// Our own cap on reconnect attempts (the platform's, if smaller, wins).
+    /// Attempts in one burst of reconnects (the platform's ReconnectCount,
+    /// if smaller and not negative, wins); a restart starts the next burst.
     pub max_reconnect_retries: u32,
 }
 
@@ -79,8 +83,8 @@ enum Phase {
     Connected,
     /// Waiting before the next attempt.
     Waiting,
-    /// Gave up: a refusal retrying cannot fix, or attempts ran out.
-    Stopped,
+    /// The platform refuses the app; the next attempt is [`REFUSED_RETRY`] away.
+    Refused,
     /// Shutting down: no new events, no reconnects (see [`Drain`]).
     Draining,
 }
@@ -114,6 +118,8 @@ pub struct WsConnection {
     live: Option<Live>,
     generation: u64,
     schedule: Option<ReconnectSchedule>,
+    /// Why the platform refuses us, until a connection succeeds.
+    refused: Option<RefusedReason>,
     fragments: FragmentBuffer,
     in_flight: u64,
     /// Callers of [`Drain`] waiting for it to finish.
@@ -141,11 +147,12 @@ impl WsConnection {
             live: None,
             generation: 0,
             schedule: None,
+            refused: None,
             fragments: FragmentBuffer::default(),
             in_flight: 0,
             drain_waiters: Vec::new(),
             connected_tx,
-            lifecycle: Lifecycle::new(NAME),
+            lifecycle: Lifecycle::new(NAME).with_backoff(Backoff::RECONNECT),
         }
     }
 
@@ -162,6 +169,9 @@ impl WsConnection {
         self.phase = Phase::Connecting;
         let http = self.http.clone();
         let config = self.config.clone();
+        // A failed handshake still hands back the bootstrap's ClientConfig:
+        // the SDKs apply it as soon as the bootstrap answers (lark-oapi
+        // `ws/client.py` `_get_conn_url`), so the retries follow it.
         let attempt = async move {
             let endpoint = fetch_endpoint(
                 &http,
@@ -169,21 +179,29 @@ impl WsConnection {
                 &config.app_id,
                 config.app_secret.expose(),
             )
-            .await?;
+            .await
+            .map_err(|e| (None, WsError::from(e)))?;
+            let update = Some(endpoint.client_config);
             let (socket, _response) = tokio::time::timeout(
                 CONNECT_TIMEOUT,
                 tokio_tungstenite::connect_async(&endpoint.url),
             )
             .await
-            .map_err(|_| WsError::Silent(CONNECT_TIMEOUT))??;
-            Ok::<_, WsError>((endpoint, socket))
+            .map_err(|_| (update, WsError::Silent(CONNECT_TIMEOUT)))?
+            .map_err(|e| (update, WsError::from(e)))?;
+            Ok::<_, (Option<ClientConfigUpdate>, WsError)>((endpoint, socket))
         };
         ctx.spawn(
             attempt
                 .into_actor(self)
                 .map(|result, act, ctx| match result {
                     Ok((endpoint, socket)) => act.connected(endpoint, socket, ctx),
-                    Err(e) => act.lost(e, ctx),
+                    Err((update, e)) => {
+                        if let Some(update) = update {
+                            act.client_config = act.client_config.updated(&update);
+                        }
+                        act.lost(e, ctx)
+                    }
                 }),
         );
     }
@@ -219,6 +237,7 @@ impl WsConnection {
         });
         self.phase = Phase::Connected;
         self.schedule = None;
+        self.set_refused(None);
         self.set_connected(true);
         if self.lifecycle.state() != ActorState::Running {
             self.lifecycle.running();
@@ -265,8 +284,20 @@ impl WsConnection {
         if self.phase == Phase::Draining {
             return;
         }
-        if error.is_fatal() {
-            self.give_up(error);
+        let refusal = error.refusal();
+        self.set_refused(refusal);
+        if let Some(reason) = refusal {
+            tracing::error!(
+                reason = reason.as_str(),
+                error = %error,
+                retry_in = ?REFUSED_RETRY,
+                "the platform refuses the long connection; check APP_ID/APP_SECRET and the app's connections in the developer console"
+            );
+            self.phase = Phase::Refused;
+            self.schedule = None;
+            self.lifecycle.refused(&error);
+            metrics::counter!(WS_RECONNECTS).increment(1);
+            ctx.run_later(REFUSED_RETRY, |act, ctx| act.connect(ctx));
             return;
         }
         self.lifecycle.degraded(&error);
@@ -274,7 +305,7 @@ impl WsConnection {
         let max = self.config.max_reconnect_retries;
         let schedule = self
             .schedule
-            .get_or_insert_with(|| ReconnectSchedule::new(Some(max), &config));
+            .get_or_insert_with(|| ReconnectSchedule::new(max, &config));
         match schedule.next_delay(&mut rand::thread_rng()) {
             Some(delay) => {
                 self.phase = Phase::Waiting;
@@ -283,16 +314,27 @@ impl WsConnection {
                 ctx.run_later(delay, |act, ctx| act.connect(ctx));
             }
             None => {
-                let attempts = schedule.attempts();
-                self.give_up(WsError::GaveUp(attempts));
+                // Stopping hands over to the supervisor, whose restart
+                // (after `Backoff::RECONNECT`) starts the next burst.
+                let error = WsError::BurstExhausted(schedule.attempts());
+                tracing::warn!(error = %error, "reconnect burst used up");
+                self.lifecycle.record_error(&error);
+                ctx.stop();
             }
         }
     }
 
-    fn give_up(&mut self, error: WsError) {
-        tracing::error!(error = %error, "giving up on the long connection; events arrive only through the webhook fallback (if enabled)");
-        self.phase = Phase::Stopped;
-        self.lifecycle.stopped(&error);
+    /// Publish why the platform refuses us. Only a change is written, so a
+    /// process running several connections (tests) keeps each one's value.
+    fn set_refused(&mut self, reason: Option<RefusedReason>) {
+        if self.refused == reason {
+            return;
+        }
+        for r in [self.refused, reason].into_iter().flatten() {
+            let value = if Some(r) == reason { 1.0 } else { 0.0 };
+            metrics::gauge!(WS_REFUSED, "reason" => r.as_str()).set(value);
+        }
+        self.refused = reason;
     }
 
     fn on_frame(&mut self, bytes: &[u8], ctx: &mut Context<Self>) {
@@ -322,7 +364,7 @@ impl WsConnection {
             .payload
             .as_deref()
             .filter(|p| !p.is_empty())
-            .and_then(|p| super::client_config::ClientConfigUpdate::from_json(p).ok())
+            .and_then(|p| ClientConfigUpdate::from_json(p).ok())
         else {
             return;
         };
@@ -351,7 +393,6 @@ impl WsConnection {
         let Some(generation) = self.live.as_ref().map(|l| l.generation) else {
             return;
         };
-        let is_card = frame.kind() == FrameKind::Card;
         let complete = match frame.fragment_position() {
             Ok(pos) => {
                 let (id, sum, seq) = (pos.message_id.to_owned(), pos.sum, pos.seq);
@@ -383,43 +424,20 @@ impl WsConnection {
             payload,
             source: EventSource::WebSocket,
         });
-        ctx.spawn(route.into_actor(self).map(move |outcome, act, ctx| {
+        ctx.spawn(route.into_actor(self).map(move |routed, act, ctx| {
             act.in_flight -= 1;
-            let outcome = outcome.unwrap_or_else(|e| {
-                RouteOutcome::Unavailable(format!("event router unavailable: {e}"))
+            let routed = routed.unwrap_or_else(|e| Routed {
+                outcome: RouteOutcome::Unavailable(format!("event router unavailable: {e}")),
+                callback: false,
             });
-            act.answer(&frame, generation, is_card, outcome, started);
+            match ack_payload(&routed) {
+                Some(payload) => act.write_ack(&frame, generation, payload, started),
+                None => tracing::warn!(
+                    "event not recorded, so not acked; the platform will redeliver it"
+                ),
+            }
             act.finish_drain_if_idle(ctx);
         }));
-    }
-
-    /// Write the ack for a routed event, unless it must not have one.
-    fn answer(
-        &mut self,
-        frame: &Frame,
-        generation: u64,
-        is_card: bool,
-        outcome: RouteOutcome,
-        started: Instant,
-    ) {
-        if let RouteOutcome::Unavailable(reason) = &outcome {
-            tracing::warn!(%reason, "event not recorded, so not acked; the platform will redeliver it");
-            return;
-        }
-        let status = if outcome.code() == 200 {
-            AckStatus::Ok
-        } else {
-            AckStatus::Failed
-        };
-        let body = outcome
-            .body()
-            .map(|b| serde_json::to_vec(b).unwrap_or_else(|_| b"{}".to_vec()));
-        let payload = if is_card {
-            AckPayload::callback(status, body.as_deref())
-        } else {
-            AckPayload::event(status, body.as_deref())
-        };
-        self.write_ack(frame, generation, payload, started);
     }
 
     /// Once draining and nothing is in flight: stop reading, let the writer
@@ -462,6 +480,34 @@ impl WsConnection {
             tracing::warn!("write queue full or closed; the platform will redeliver this event");
         }
     }
+}
+
+/// The ack for a routed event, or `None` when it must have none (it was not
+/// recorded, so the platform must redeliver it).
+///
+/// Whether `data` is required follows the envelope, not the frame type: the
+/// platform sends `card.action.trigger` in `type=event` frames (lark-oapi
+/// `ws/client.py` dispatches only those and drops `type=card` ones; the
+/// `card` type exists in the vocabulary of oapi-sdk-go `ws/const.go`), so a
+/// callback in either kind of frame gets at least `{}`.
+fn ack_payload(routed: &Routed) -> Option<AckPayload> {
+    let outcome = &routed.outcome;
+    if matches!(outcome, RouteOutcome::Unavailable(_)) {
+        return None;
+    }
+    let status = if outcome.code() == 200 {
+        AckStatus::Ok
+    } else {
+        AckStatus::Failed
+    };
+    let body = outcome
+        .body()
+        .map(|b| serde_json::to_vec(b).unwrap_or_else(|_| b"{}".to_vec()));
+    Some(if routed.callback {
+        AckPayload::callback(status, body.as_deref())
+    } else {
+        AckPayload::event(status, body.as_deref())
+    })
 }
 
 fn count_frame(direction: &'static str, kind: FrameKind) {
@@ -561,6 +607,7 @@ impl Managed for WsConnection {
             "connected_since": self.live.as_ref().map(|l| l.connected_at),
             "ping_interval_seconds": self.client_config.ping_interval.as_secs(),
             "reconnect_attempts": self.schedule.as_ref().map_or(0, ReconnectSchedule::attempts),
+            "refused_reason": self.refused.map(RefusedReason::as_str),
             "partial_messages": self.fragments.len(),
         })
     }
@@ -583,5 +630,48 @@ impl Handler<Drain> for WsConnection {
             // A dropped sender means the actor went away: nothing left to wait for.
             let _ = rx.await;
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn ack(outcome: RouteOutcome, callback: bool) -> Option<AckPayload> {
+        ack_payload(&Routed { outcome, callback })
+    }
+
+    #[test]
+    fn every_callback_outcome_is_acked_with_a_body() {
+        for outcome in [
+            RouteOutcome::Handled(None),
+            RouteOutcome::Duplicate,
+            RouteOutcome::Unhandled,
+            RouteOutcome::Failed("handler failed".into()),
+            RouteOutcome::Rejected("not an envelope".into()),
+        ] {
+            let code = outcome.code();
+            let payload = ack(outcome, true).expect("acked");
+            assert_eq!(payload.code, code);
+            assert_eq!(payload.data_json().unwrap(), Some(json!({})));
+        }
+        let toast = json!({"toast": {"type": "info", "content": "ok"}});
+        let payload = ack(RouteOutcome::Handled(Some(toast.clone())), true).unwrap();
+        assert_eq!(payload.data_json().unwrap(), Some(toast));
+    }
+
+    #[test]
+    fn plain_events_carry_no_body_unless_the_handler_gave_one() {
+        let payload = ack(RouteOutcome::Duplicate, false).unwrap();
+        assert_eq!((payload.code, payload.data), (200, None));
+        let payload = ack(RouteOutcome::Failed("x".into()), false).unwrap();
+        assert_eq!((payload.code, payload.data), (500, None));
+    }
+
+    #[test]
+    fn an_unrecorded_event_gets_no_ack() {
+        assert!(ack(RouteOutcome::Unavailable("db down".into()), true).is_none());
+        assert!(ack(RouteOutcome::Unavailable("db down".into()), false).is_none());
     }
 }

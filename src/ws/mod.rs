@@ -21,7 +21,7 @@ pub use client_config::{ClientConfig, ClientConfigUpdate};
 pub use endpoint::{fetch_endpoint, Endpoint, EndpointError, HandshakeRefusal, RefusalKind};
 pub use fragments::{FragmentBuffer, FragmentError, FRAGMENT_TTL};
 pub use frame::{Frame, FrameError, FrameKind, Header, MessageType, Method};
-pub use reconnect::ReconnectSchedule;
+pub use reconnect::{ReconnectSchedule, RefusedReason};
 
 use std::time::Duration;
 
@@ -42,20 +42,22 @@ pub enum WsError {
     Fragment(#[from] FragmentError),
     #[error("nothing received from the platform for {0:?}")]
     Silent(Duration),
-    #[error("gave up after {0} reconnect attempts")]
-    GaveUp(u32),
+    #[error("no connection after {0} reconnect attempts; restarting the connection")]
+    BurstExhausted(u32),
 }
 
 impl WsError {
-    /// Reconnecting cannot fix this: the app is refused or attempts ran out.
-    pub fn is_fatal(&self) -> bool {
+    /// The platform refuses the app: retrying soon cannot help, so the
+    /// connection waits [`reconnect::REFUSED_RETRY`] between attempts.
+    pub fn refusal(&self) -> Option<RefusedReason> {
         match self {
-            WsError::Endpoint(e) => !e.is_retryable(),
-            WsError::Refused(r) => r.is_fatal(),
-            WsError::GaveUp(_) => true,
-            WsError::Socket(_) | WsError::Frame(_) | WsError::Fragment(_) | WsError::Silent(_) => {
-                false
-            }
+            WsError::Endpoint(e) if !e.is_retryable() => Some(RefusedReason::AppRejected),
+            WsError::Refused(r) => match r.kind() {
+                RefusalKind::Forbidden => Some(RefusedReason::Forbidden),
+                RefusalKind::ConnectionLimit => Some(RefusedReason::ConnectionLimit),
+                RefusalKind::Retryable => None,
+            },
+            _ => None,
         }
     }
 }

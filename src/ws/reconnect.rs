@@ -1,36 +1,78 @@
-//! When to try the long connection again after it dropped (§1.9).
+//! When to try the long connection again after it dropped (§1.9), and
+//! what a refusal means.
 //!
 //! The official SDKs wait `random() * ReconnectNonce` once, so that many
 //! clients cut off together do not return together, then retry every
-//! `ReconnectInterval`. They stop after `ReconnectCount` attempts when that
-//! is non-negative; we also stop at our own configured maximum, whichever
-//! comes first. Pure arithmetic: the caller owns the clock and the timer.
+//! `ReconnectInterval`; a negative `ReconnectCount` means forever, a
+//! non-negative one stops them for good after that many attempts
+//! (lark-oapi `ws/client.py` `_reconnect`, node-sdk `ws-client/index.ts`
+//! `reConnect`, oapi-sdk-go `ws/client.go` `reconnect`). A stopped client
+//! needs a process restart, so here a schedule is only one *burst*: at most
+//! `WEBSOCKET_MAX_RECONNECT_RETRIES` attempts (or the platform's count, if
+//! smaller and not negative). When a burst runs out the actor fails and its
+//! supervisor restarts it after [`Backoff::RECONNECT`], which starts a new
+//! burst: the service reconnects on its own after an outage of any length.
+//!
+//! The SDKs also stop for good on a refusal (a rejected app secret, 403,
+//! the connection limit). Those are retried at the backoff's cap instead
+//! ([`REFUSED_RETRY`]), since an operator can fix each one in the console
+//! without touching this process. Pure arithmetic and classification: the
+//! caller owns the clock and the timer.
 
 use std::time::Duration;
 
 use rand::Rng;
 
 use super::client_config::ClientConfig;
+use crate::supervise::backoff::Backoff;
 
-/// The delays of one run of reconnect attempts. Build a new one after each
-/// successful connection, since the platform's config may have changed.
+/// The wait between attempts while the platform refuses the app.
+pub const REFUSED_RETRY: Duration = Backoff::RECONNECT.max;
+
+/// Why the platform refuses the app, as `lark_ws_refused{reason}` and
+/// `/admin/actors` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusedReason {
+    /// The bootstrap call refused the credentials (e.g. 99991543).
+    AppRejected,
+    /// The handshake answered 403.
+    Forbidden,
+    /// 514 with 1000040350: the app already has 50 connections.
+    ConnectionLimit,
+}
+
+impl RefusedReason {
+    pub const ALL: [RefusedReason; 3] = [
+        RefusedReason::AppRejected,
+        RefusedReason::Forbidden,
+        RefusedReason::ConnectionLimit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusedReason::AppRejected => "app_rejected",
+            RefusedReason::Forbidden => "forbidden",
+            RefusedReason::ConnectionLimit => "connection_limit",
+        }
+    }
+}
+
+/// The delays of one burst of reconnect attempts. Build a new one after
+/// each successful connection, since the platform's config may have changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReconnectSchedule {
     attempts: u32,
-    limit: Option<u32>,
+    limit: u32,
     interval: Duration,
     nonce: Duration,
 }
 
 impl ReconnectSchedule {
-    /// `max_retries` is our own limit (`None`: none of our own).
-    pub fn new(max_retries: Option<u32>, config: &ClientConfig) -> Self {
+    /// `max_retries` is our own bound on one burst.
+    pub fn new(max_retries: u32, config: &ClientConfig) -> Self {
         // A negative ReconnectCount means "no limit"; a huge one is no limit either.
-        let platform = u32::try_from(config.reconnect_count).ok();
-        let limit = match (max_retries, platform) {
-            (Some(ours), Some(theirs)) => Some(ours.min(theirs)),
-            (ours, theirs) => ours.or(theirs),
-        };
+        let limit = u32::try_from(config.reconnect_count)
+            .map_or(max_retries, |theirs| theirs.min(max_retries));
         Self {
             attempts: 0,
             limit,
@@ -39,9 +81,9 @@ impl ReconnectSchedule {
         }
     }
 
-    /// The wait before the next attempt, or `None` once attempts are used up.
+    /// The wait before the next attempt, or `None` once the burst is used up.
     pub fn next_delay(&mut self, rng: &mut impl Rng) -> Option<Duration> {
-        if self.limit.is_some_and(|limit| self.attempts >= limit) {
+        if self.attempts >= self.limit {
             return None;
         }
         let delay = if self.attempts == 0 {
@@ -58,8 +100,8 @@ impl ReconnectSchedule {
         self.attempts
     }
 
-    /// The attempt limit in force, `None` when unlimited.
-    pub fn limit(&self) -> Option<u32> {
+    /// The attempts this burst allows.
+    pub fn limit(&self) -> u32 {
         self.limit
     }
 }
@@ -82,7 +124,7 @@ mod tests {
     #[test]
     fn first_attempt_is_jittered_then_every_interval() {
         let mut rng = StdRng::seed_from_u64(7);
-        let mut s = ReconnectSchedule::new(Some(3), &config(-1));
+        let mut s = ReconnectSchedule::new(3, &config(-1));
         let first = s.next_delay(&mut rng).unwrap();
         assert!(first < Duration::from_secs(30));
         assert_eq!(s.next_delay(&mut rng), Some(Duration::from_secs(120)));
@@ -96,7 +138,7 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         let firsts: Vec<Duration> = (0..50)
             .map(|_| {
-                ReconnectSchedule::new(None, &config(-1))
+                ReconnectSchedule::new(10, &config(-1))
                     .next_delay(&mut rng)
                     .unwrap()
             })
@@ -107,29 +149,26 @@ mod tests {
     }
 
     #[test]
-    fn the_smaller_limit_wins() {
-        assert_eq!(
-            ReconnectSchedule::new(Some(10), &config(2)).limit(),
-            Some(2)
-        );
-        assert_eq!(
-            ReconnectSchedule::new(Some(2), &config(10)).limit(),
-            Some(2)
-        );
-        assert_eq!(
-            ReconnectSchedule::new(Some(4), &config(-1)).limit(),
-            Some(4)
-        );
-        assert_eq!(ReconnectSchedule::new(None, &config(5)).limit(), Some(5));
-        assert_eq!(ReconnectSchedule::new(None, &config(-1)).limit(), None);
+    fn a_burst_is_the_smaller_of_both_limits_and_negative_means_ours() {
+        assert_eq!(ReconnectSchedule::new(10, &config(2)).limit(), 2);
+        assert_eq!(ReconnectSchedule::new(2, &config(10)).limit(), 2);
+        assert_eq!(ReconnectSchedule::new(4, &config(-1)).limit(), 4);
+        assert_eq!(ReconnectSchedule::new(4, &config(i64::MAX)).limit(), 4);
     }
 
     #[test]
-    fn unlimited_never_runs_out_and_zero_never_starts() {
+    fn a_zero_burst_never_starts() {
         let mut rng = StdRng::seed_from_u64(2);
-        let mut forever = ReconnectSchedule::new(None, &config(-1));
-        assert!((0..1000).all(|_| forever.next_delay(&mut rng).is_some()));
-        let mut never = ReconnectSchedule::new(Some(0), &config(-1));
+        let mut never = ReconnectSchedule::new(0, &config(-1));
         assert_eq!(never.next_delay(&mut rng), None);
+        let mut never = ReconnectSchedule::new(5, &config(0));
+        assert_eq!(never.next_delay(&mut rng), None);
+    }
+
+    #[test]
+    fn refusals_are_retried_at_the_restart_cap_of_five_minutes() {
+        assert_eq!(REFUSED_RETRY, Duration::from_secs(300));
+        let labels: Vec<_> = RefusedReason::ALL.iter().map(|r| r.as_str()).collect();
+        assert_eq!(labels, ["app_rejected", "forbidden", "connection_limit"]);
     }
 }

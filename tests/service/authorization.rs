@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use lark_service::auth::vault::{SealedColumn, Slot};
 use lark_service::db::models::user_auth_session;
 use lark_service::sim::card_click;
 use lark_service::sim::oauth::SimUser;
@@ -90,8 +91,9 @@ async fn the_quickstart_flow_completes_with_encrypted_tokens() {
             .unwrap()
             .unwrap();
         let sealed = row.access_token_enc.unwrap();
-        assert!(sealed.starts_with("v1:") && !sealed.contains("u-"));
-        let token = test_vault().open(&sealed).unwrap();
+        assert!(sealed.starts_with("v2:") && !sealed.contains("u-"));
+        let slot = Slot::new(SealedColumn::UserAccessToken, &row.session_id);
+        let token = test_vault().open(slot, &sealed).unwrap();
         assert_eq!(
             app.sim
                 .state()
@@ -283,8 +285,9 @@ async fn two_hundred_concurrent_authorizations_all_complete_unmixed() {
             .unwrap();
         let vault = test_vault();
         for row in rows {
+            let slot = Slot::new(SealedColumn::UserAccessToken, &row.session_id);
             let token = vault
-                .open(row.access_token_enc.as_deref().unwrap())
+                .open(slot, row.access_token_enc.as_deref().unwrap())
                 .unwrap();
             assert_eq!(
                 app.sim.state().open_api.oauth.access_token_owner(&token),

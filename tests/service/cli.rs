@@ -19,6 +19,25 @@ fn a_bad_encryption_key_exits_2_naming_it() {
 }
 
 #[test]
+fn a_short_admin_token_stops_start_up_with_exit_2_naming_it() {
+    let out = lark_service()
+        .args(["serve"])
+        .env("APP_ID", "cli_a1b2c3d4e5f60718")
+        .env("APP_SECRET", "x")
+        .env("ENCRYPTION_KEY", "11".repeat(32))
+        .env("ADMIN_TOKEN", "short-token")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ADMIN_TOKEN") && stderr.contains("at least 16"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("short-token"), "the token is not echoed");
+}
+
+#[test]
 fn serve_without_credentials_names_them_all() {
     let out = lark_service().args(["serve"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

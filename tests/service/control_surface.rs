@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::{metric_value, spawn_app, spawn_app_with, wait_for, TestDb};
+use crate::support::{metric_value, spawn_app, spawn_app_with, wait_for, TestDb, ADMIN_TOKEN};
 
 #[actix_rt::test]
 async fn health_ready_and_metrics_answer() {
@@ -59,6 +59,26 @@ async fn admin_routes_need_the_bearer_token() {
         .await
         .unwrap();
     assert_eq!(wrong.status(), 401);
+
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    for scheme in ["bearer", "BEARER"] {
+        let resp = app
+            .http
+            .get(app.url("/admin/actors"))
+            .header("authorization", format!("{scheme} {ADMIN_TOKEN}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "{scheme}");
+    }
+    let other = app
+        .http
+        .get(app.url("/admin/actors"))
+        .header("authorization", format!("Basic {ADMIN_TOKEN}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 401);
 
     let ok = app.admin_get("/admin/actors").await;
     assert_eq!(ok.status(), 200);

@@ -5,7 +5,7 @@
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use lark_service::auth::vault::EncryptionKey;
+use lark_service::auth::vault::{EncryptionKey, Vault};
 use lark_service::db::DatabaseUrl;
 use lark_service::device::{DbDeviceStore, DeviceStore, StoredToken};
 use lark_service::sim::Simulator;
@@ -105,10 +105,13 @@ impl Auth {
 
     fn stored(&self) -> Option<StoredToken> {
         let key = EncryptionKey::from_hex(&key_hex()).unwrap();
-        DbDeviceStore::open(&DatabaseUrl::parse(self.db.url()).unwrap(), Some(&key))
-            .unwrap()
-            .load_token("default")
-            .unwrap()
+        DbDeviceStore::open(
+            &DatabaseUrl::parse(self.db.url()).unwrap(),
+            Some(Vault::new(&key)),
+        )
+        .unwrap()
+        .load_token("default")
+        .unwrap()
     }
 }
 
@@ -298,7 +301,7 @@ fn the_encryption_key_is_needed_only_where_a_token_is() {
         let o = a.run_with(Some(&"44".repeat(32)), &["status", "--format", "ndjson"]);
         assert_eq!(stderr(&o).lines().count(), 1, "ndjson is one line");
         let message = assert_envelope(&o, "TOKEN_STORE_FAILED", false);
-        assert!(message.contains("does not decrypt"), "{message}");
+        assert!(message.contains("neither ENCRYPTION_KEY nor"), "{message}");
 
         let o = a.run_with(Some("not-hex"), &["status"]);
         let message = assert_envelope(&o, "TOKEN_STORE_FAILED", false);

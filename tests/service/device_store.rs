@@ -5,7 +5,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use chrono::DateTime;
-use lark_service::auth::vault::EncryptionKey;
+use lark_service::auth::vault::{EncryptionKey, Vault};
 use lark_service::db::connection::ConnectionManager;
 use lark_service::db::models::device_token::{self, DeviceToken};
 use lark_service::db::DatabaseUrl;
@@ -25,7 +25,7 @@ fn url(db: &TestDb) -> DatabaseUrl {
 }
 
 fn open(db: &TestDb) -> DbDeviceStore {
-    DbDeviceStore::open(&url(db), Some(&key())).unwrap()
+    DbDeviceStore::open(&url(db), Some(Vault::new(&key()))).unwrap()
 }
 
 fn token(access: &str) -> StoredToken {
@@ -66,8 +66,8 @@ fn tokens_round_trip_and_are_encrypted_at_rest() {
         let row = raw_row(&db).unwrap();
         let access = row.access_token_enc.unwrap();
         let refresh = row.refresh_token_enc.unwrap();
-        assert!(access.starts_with("v1:") && !access.contains("mat_access"));
-        assert!(refresh.starts_with("v1:") && !refresh.contains("refresh-secret"));
+        assert!(access.starts_with("v2:") && !access.contains("mat_access"));
+        assert!(refresh.starts_with("v2:") && !refresh.contains("refresh-secret"));
         assert_eq!(row.client_id.as_deref(), Some("cid_123"));
         assert_eq!(
             row.expires_at,
@@ -142,10 +142,10 @@ fn a_wrong_or_missing_key_is_an_error_never_garbage() {
         open(&db).save_token(PROFILE, &token("mat_a_0001")).unwrap();
 
         let other = EncryptionKey::from_hex(&"22".repeat(32)).unwrap();
-        let wrong = DbDeviceStore::open(&url(&db), Some(&other)).unwrap();
+        let wrong = DbDeviceStore::open(&url(&db), Some(Vault::new(&other))).unwrap();
         let e = wrong.load_token(PROFILE).unwrap_err().to_string();
         assert!(
-            e.contains("does not decrypt with this ENCRYPTION_KEY"),
+            e.contains("neither ENCRYPTION_KEY nor one of ENCRYPTION_KEY_PREVIOUS"),
             "{e}"
         );
         assert!(wrong.lock_token(PROFILE).is_err());

@@ -28,6 +28,7 @@ async fn route(app: &Application, payload: Vec<u8>) -> RouteOutcome {
         })
         .await
         .expect("router answers")
+        .outcome
 }
 
 /// An app whose `test.count` handler counts calls and whose `test.fail`

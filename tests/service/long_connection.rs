@@ -7,10 +7,13 @@ use lark_service::events::webhook::{encrypt, sign};
 use lark_service::sim::card_click;
 use lark_service::sim::oauth::SimUser;
 use lark_service::sim::ws_server::Push;
+use lark_service::ws::ClientConfig;
 use serde_json::{json, Value};
 
 use crate::support::counting::{assert_handled_once, counting_app, event};
-use crate::support::{backends, spawn, wait_for, TestApp, TestDb};
+use crate::support::{
+    backends, metric_value, spawn, test_client_config, wait_for, TestApp, TestDb,
+};
 
 #[actix_rt::test]
 async fn events_are_reassembled_handled_and_acked_with_their_message_id() {
@@ -79,6 +82,61 @@ async fn a_card_click_over_the_long_connection_completes_authorization() {
 }
 
 #[actix_rt::test]
+async fn clicks_in_event_frames_are_acked_with_a_body_whatever_their_outcome() {
+    for db in backends() {
+        let backend = db.backend();
+        let (app, _) = counting_app(db, &[], |_| {}).await;
+        let alice = "ou_alice_ack_00000000000000001";
+        app.sim
+            .state()
+            .open_api
+            .oauth
+            .add_user(SimUser::new(alice, "Alice"));
+        let sent: Value = app
+            .admin_post("/admin/auth-cards", json!({"user_id": alice}))
+            .await
+            .json()
+            .await
+            .unwrap();
+        let state = app.sim.state();
+        let ours = card_click::click(state, sent["message_id"].as_str().unwrap(), alice).unwrap();
+        let foreign = card_click::click_value(state, alice, json!({"poll": "lunch", "choice": 2}));
+        let unknown = card_click::click_value(state, alice, json!({"action": "no.such.action"}));
+        let ws = app.sim.ws();
+        for (what, click) in [
+            ("the first click", &ours),
+            ("a duplicate", &ours),
+            ("a foreign card", &foreign),
+            ("an unhandled action", &unknown),
+        ] {
+            // `push_event` sends `type=event` frames, as the platform does.
+            let message_id = ws.push_event(click);
+            assert!(
+                ws.wait_until(Duration::from_secs(5), |w| w
+                    .acks()
+                    .iter()
+                    .any(|a| a.message_id == message_id))
+                    .await,
+                "{backend}: {what} not acked"
+            );
+            let ack = ws
+                .acks()
+                .into_iter()
+                .find(|a| a.message_id == message_id)
+                .unwrap();
+            assert_eq!(ack.frame.header("type"), Some("event"));
+            let data = ack
+                .data
+                .unwrap_or_else(|| panic!("{backend}: {what} acked without a body"));
+            assert!(data.is_object(), "{backend}: {what}: {data}");
+            if what == "a duplicate" {
+                assert_eq!(data, json!({}), "{backend}");
+            }
+        }
+    }
+}
+
+#[actix_rt::test]
 async fn twenty_disconnects_during_two_thousand_events_lose_and_double_nothing() {
     for db in backends() {
         let backend = db.backend();
@@ -123,8 +181,18 @@ async fn twenty_disconnects_during_two_thousand_events_lose_and_double_nothing()
     }
 }
 
+/// `ws_connection` as `/admin/actors` shows it.
+async fn ws_actor(app: &TestApp) -> Option<Value> {
+    let body: Value = app.admin_get("/admin/actors").await.json().await.ok()?;
+    body["actors"]
+        .as_array()?
+        .iter()
+        .find(|a| a["name"] == "ws_connection")
+        .cloned()
+}
+
 #[actix_rt::test]
-async fn the_connection_limit_refusal_stops_retries_and_the_webhook_takes_over() {
+async fn the_connection_limit_refusal_is_shown_as_refused_and_retried_only_at_the_cap() {
     let app = spawn(
         TestDb::sqlite(),
         &[("LARK_VERIFICATION_TOKEN", "vtok")],
@@ -133,16 +201,11 @@ async fn the_connection_limit_refusal_stops_retries_and_the_webhook_takes_over()
     )
     .await;
     let actor = wait_for(
-        "the connection to give up",
+        "the connection to be refused",
         Duration::from_secs(10),
         || async {
-            let body: Value = app.admin_get("/admin/actors").await.json().await.ok()?;
-            let ws = body["actors"]
-                .as_array()?
-                .iter()
-                .find(|a| a["name"] == "ws_connection")?
-                .clone();
-            (ws["state"] == "stopped").then_some(ws)
+            let ws = ws_actor(&app).await?;
+            (ws["state"] == "refused").then_some(ws)
         },
     )
     .await;
@@ -150,16 +213,77 @@ async fn the_connection_limit_refusal_stops_retries_and_the_webhook_takes_over()
         actor["last_error"].as_str().unwrap().contains("refused"),
         "{actor}"
     );
+    assert_eq!(actor["details"]["refused_reason"], "connection_limit");
+    assert_eq!(
+        metric_value(
+            &app.metrics().await,
+            r#"lark_ws_refused{reason="connection_limit"}"#
+        ),
+        Some(1.0)
+    );
     assert_eq!(
         app.sim
             .recorder()
             .requests_to("/callback/ws/endpoint")
             .len(),
         1,
-        "no retry after a fatal refusal"
+        "the next attempt waits for the 5-minute cap"
     );
     let ready: Value = app.get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["events"], "webhook");
+}
+
+#[actix_rt::test]
+async fn fifteen_refused_handshakes_in_a_row_are_outlasted_without_a_process_restart() {
+    let app = spawn(
+        TestDb::sqlite(),
+        &[("WEBSOCKET_MAX_RECONNECT_RETRIES", "4")],
+        |sim| {
+            // No jitter and one second between attempts, so the 15 refusals
+            // take three bursts and two supervisor restarts.
+            sim.ws().set_client_config(ClientConfig {
+                reconnect_nonce: Duration::ZERO,
+                ..test_client_config(30)
+            });
+            sim.ws().refuse_handshakes(15, 503, None);
+        },
+        |b| b,
+    )
+    .await;
+    assert!(
+        app.sim
+            .ws()
+            .wait_for_connections(1, Duration::from_secs(60))
+            .await,
+        "never connected"
+    );
+    assert_eq!(
+        app.sim
+            .recorder()
+            .requests_to("/callback/ws/endpoint")
+            .len(),
+        16,
+        "15 refused attempts, then the one that connected"
+    );
+    let actor = wait_for("the connection to run", Duration::from_secs(5), || async {
+        let ws = ws_actor(&app).await?;
+        (ws["state"] == "running").then_some(ws)
+    })
+    .await;
+    assert!(
+        actor["restarts"].as_u64().unwrap() >= 2,
+        "bursts end in supervisor restarts: {actor}"
+    );
+    let message_id = app.sim.ws().push_event(&event("after-outage"));
+    assert!(
+        app.sim
+            .ws()
+            .wait_until(Duration::from_secs(5), |w| w
+                .acks()
+                .iter()
+                .any(|a| a.message_id == message_id))
+            .await
+    );
 }
 
 fn now_secs() -> u64 {

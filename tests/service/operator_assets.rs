@@ -73,6 +73,7 @@ fn the_alert_rules_cover_the_promised_cases_and_use_real_metrics() {
     let text = asset("prometheus-alerts.yml");
     for alert in [
         "LarkWebSocketDown",
+        "LarkWebSocketRefused",
         "LarkAuthFailureRateHigh",
         "LarkTokenRefreshFailures",
         "LarkUserSyncFailed",
@@ -109,6 +110,9 @@ fn the_systemd_unit_runs_serve_and_does_not_restart_on_config_errors() {
     let unit = asset("lark-service.service");
     assert!(unit.contains("ExecStart=/usr/local/bin/lark-service serve"));
     assert!(unit.contains("RestartPreventExitStatus=2"));
+    // The database and its -wal/-shm files are the service user's alone.
+    assert!(unit.contains("\nUMask=0077\n"), "{unit}");
+    assert!(unit.contains("\nStateDirectoryMode=0700\n"), "{unit}");
     match Command::new("systemd-analyze")
         .args(["verify"])
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/lark-service.service"))

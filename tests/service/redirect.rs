@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use lark_service::auth::vault::{SealedColumn, Slot};
 use lark_service::db::models::user_auth_session;
 use lark_service::domain::Scopes;
 use lark_service::sim::oauth::SimUser;
@@ -122,6 +123,18 @@ async fn stored_grant(app: &TestApp, state: &str) -> Option<(String, Option<Stri
         .map(|(row, verifier)| (row.session_id, verifier))
 }
 
+/// The refresh token stored for `open_id`'s latest session, opened.
+async fn stored_refresh_token(app: &TestApp, open_id: &str) -> String {
+    let row = app.session_of(open_id).await;
+    let slot = Slot::new(SealedColumn::UserRefreshToken, &row.session_id);
+    test_vault()
+        .open(
+            slot,
+            row.refresh_token_enc.as_deref().expect("a refresh token"),
+        )
+        .expect("the token opens")
+}
+
 fn default_scopes() -> String {
     let raw = lark_service::config::defaults().unwrap();
     Scopes::parse(&raw["OAUTH_SCOPES"]).unwrap().to_param()
@@ -158,7 +171,8 @@ async fn the_redirect_flow_completes_with_pkce_and_a_hashed_single_use_state() {
         let (found, sealed) = stored_grant(&app, &state).await.expect("stored by hash");
         assert_eq!(found, session_id);
         let sealed = sealed.expect("the verifier is kept");
-        let verifier = test_vault().open(&sealed).unwrap();
+        let slot = Slot::new(SealedColumn::PkceVerifier, &session_id);
+        let verifier = test_vault().open(slot, &sealed).unwrap();
         assert!(!sealed.contains(&verifier));
         assert_eq!(
             URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes())),
@@ -377,29 +391,13 @@ async fn each_token_refreshes_at_the_endpoint_family_that_issued_it() {
         // A card session from the device flow, due now.
         let bob = sim_user("family", 1, "Bob");
         seed_refreshable(&app, vec![bob.clone()], in_seconds(30));
-        let bob_refresh = test_vault()
-            .open(
-                app.session_of(&bob.open_id)
-                    .await
-                    .refresh_token_enc
-                    .as_deref()
-                    .unwrap(),
-            )
-            .unwrap();
+        let bob_refresh = stored_refresh_token(&app, &bob.open_id).await;
         // A redirect session whose token lives a minute: due at once.
         oauth.set_access_token_ttl(Duration::from_secs(60));
         let (_, authorize) = send_card(&app, ALICE).await;
         let (status, _) = callback(&app, &approve_as(&app, ALICE, &authorize).await).await;
         assert_eq!(status, 200);
-        let alice_refresh = test_vault()
-            .open(
-                app.session_of(ALICE)
-                    .await
-                    .refresh_token_enc
-                    .as_deref()
-                    .unwrap(),
-            )
-            .unwrap();
+        let alice_refresh = stored_refresh_token(&app, ALICE).await;
 
         let presented = |path: &'static str| {
             app.sim
@@ -445,14 +443,9 @@ async fn each_token_refreshes_at_the_endpoint_family_that_issued_it() {
             "{backend}"
         );
         wait_for("both new pairs stored", TIMEOUT, || async {
-            let rotated = |row: user_auth_session::UserAuthSession, old: &str| {
-                row.refresh_token_enc
-                    .as_deref()
-                    .is_some_and(|t| test_vault().open(t).unwrap() != old)
-            };
-            (rotated(app.session_of(&bob.open_id).await, &bob_refresh)
-                && rotated(app.session_of(ALICE).await, &alice_refresh))
-            .then_some(())
+            (stored_refresh_token(&app, &bob.open_id).await != bob_refresh
+                && stored_refresh_token(&app, ALICE).await != alice_refresh)
+                .then_some(())
         })
         .await;
     }

@@ -11,7 +11,7 @@ use serde_json::Value;
 use crate::support::replica::Replica;
 use crate::support::{
     backends, in_seconds, metric_value, postgres_only, seed_refreshable, settings_for, sim_user,
-    spawn_app_with, wait_for, TestApp, FAST, REFRESH_PATH,
+    spawn_app, spawn_app_with, wait_for, TestApp, FAST, REFRESH_PATH,
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -200,4 +200,88 @@ async fn two_services_on_one_postgresql_database_spend_each_refresh_token_once()
     assert_eq!(oauth.refreshes_granted(), USERS);
     assert_eq!(app.sim.recorder().requests_to(REFRESH_PATH).len(), USERS);
     other.kill().await;
+}
+
+#[actix_rt::test]
+async fn a_refused_token_condemns_a_session_only_while_it_holds_that_generation_and_no_claim() {
+    use lark_service::db::models::user_auth_session as sessions;
+    for db in backends() {
+        let backend = db.backend();
+        let app = spawn_app(db).await;
+        let ada = user(4);
+        seed_refreshable(&app, vec![ada.clone()], in_seconds(2 * 3600));
+        let row = app.session_of(&ada.open_id).await;
+        let (id, tried) = (row.id, row.token_generation);
+
+        // A pair stored since the token was tried: the refusal is stale.
+        let now = lark_service::db::now();
+        let moved = app
+            .app_db
+            .write(move |c| sessions::mark_reauth_required(c, id, tried - 1, "stale", now))
+            .await
+            .expect("write");
+        assert!(!moved, "{backend}: an older generation moves nothing");
+
+        // Another worker holds a live refresh claim: it is about to store
+        // a new pair, so the session is not condemned under it.
+        let session_id = row.session_id.clone();
+        let claimed = app
+            .app_db
+            .write(move |c| {
+                sessions::claim_session_refresh(c, &session_id, "other-worker", in_seconds(120))
+            })
+            .await
+            .expect("write");
+        assert!(claimed.is_some(), "{backend}");
+        let now = lark_service::db::now();
+        let moved = app
+            .app_db
+            .write(move |c| sessions::mark_reauth_required(c, id, tried, "claimed", now))
+            .await
+            .expect("write");
+        assert!(!moved, "{backend}: a live claim keeps the session");
+        // Nor can the claimer record a refusal of a generation it did not try.
+        let refused = app
+            .app_db
+            .write(move |c| sessions::refresh_refused(c, id, "other-worker", tried + 1, "x"))
+            .await
+            .expect("write");
+        assert!(!refused, "{backend}");
+        assert_eq!(app.session_of(&ada.open_id).await.state, "completed");
+
+        // Claim released, same generation: now it moves.
+        let released = app
+            .app_db
+            .write(move |c| sessions::release_refresh(c, id, "other-worker", now, "released"))
+            .await
+            .expect("write");
+        assert!(released);
+        let now = lark_service::db::now() + chrono::Duration::seconds(1);
+        let moved = app
+            .app_db
+            .write(move |c| sessions::mark_reauth_required(c, id, tried, "refused", now))
+            .await
+            .expect("write");
+        assert!(moved, "{backend}");
+        assert_eq!(app.session_of(&ada.open_id).await.state, "reauth_required");
+    }
+}
+
+#[actix_rt::test]
+async fn every_stored_pair_bumps_the_token_generation() {
+    for db in backends() {
+        let backend = db.backend();
+        let app = spawn_app_with(db, FAST).await;
+        let ada = user(5);
+        seed_refreshable(&app, vec![ada.clone()], in_seconds(60));
+        let before = app.session_of(&ada.open_id).await;
+        let old = app.stored_access_token(&ada.open_id).await;
+        refreshed_from(&app, &ada.open_id, &old).await;
+        let after = app.session_of(&ada.open_id).await;
+        assert_eq!(
+            after.token_generation,
+            before.token_generation + 1,
+            "{backend}"
+        );
+    }
 }

@@ -15,8 +15,8 @@ use serde_json::{json, Value};
 use crate::support::binary::lark_service_against;
 use crate::support::replica::Replica;
 use crate::support::{
-    backends, postgres_only, seed_completed, settings_for, sim_user, spawn_app, spawn_app_with,
-    wait_for, TestApp, TestDb,
+    backends, in_seconds, postgres_only, seed_completed, seed_refreshable, settings_for, sim_user,
+    spawn_app, spawn_app_with, wait_for, TestApp, TestDb, REFRESH_PATH,
 };
 
 const RUN_TIMEOUT: Duration = Duration::from_secs(30);
@@ -34,7 +34,11 @@ async fn trigger(app: &TestApp) -> i64 {
 
 /// Wait for run `id` to end; its final view.
 async fn finished(app: &TestApp, id: i64) -> Value {
-    wait_for("the sync run to end", RUN_TIMEOUT, || async {
+    finished_within(app, id, RUN_TIMEOUT).await
+}
+
+async fn finished_within(app: &TestApp, id: i64, timeout: Duration) -> Value {
+    wait_for("the sync run to end", timeout, || async {
         let run: Value = app
             .admin_get(&format!("/admin/sync/{id}"))
             .await
@@ -106,6 +110,59 @@ async fn a_changed_profile_is_synced_an_unchanged_one_is_not_rewritten_and_a_ref
             "{metrics}"
         );
         assert!(metrics.contains("lark_user_sync_progress_ratio"));
+    }
+}
+
+#[actix_rt::test]
+async fn a_sync_over_a_thousand_sessions_whose_access_tokens_expired_refreshes_each_once_and_condemns_none(
+) {
+    const USERS: usize = 1_000;
+    for db in backends() {
+        let backend = db.backend();
+        let app = spawn_app(db).await;
+        let users: Vec<SimUser> = (1..=USERS).map(user).collect();
+        // The database believes every access token good for two hours (so
+        // no refresh tick touches them); the platform has expired them all
+        // since: each profile call is refused with 99991677.
+        seed_refreshable(&app, users.clone(), in_seconds(2 * 3600));
+        let oauth = &app.sim.state().open_api.oauth;
+        for u in &users {
+            oauth.expire_access_tokens(&u.open_id);
+        }
+
+        let id = trigger(&app).await;
+        let run = finished_within(&app, id, Duration::from_secs(120)).await;
+        assert_eq!(run["status"], "finished", "{backend}: {run}");
+        assert_eq!(
+            (&run["done"], &run["failed"]),
+            (&json!(USERS), &json!(0)),
+            "{backend}: {run}"
+        );
+
+        let states = app
+            .app_db
+            .read(lark_service::db::models::user_auth_session::count_by_state)
+            .await
+            .expect("read");
+        assert_eq!(
+            states,
+            vec![("completed".to_owned(), USERS as i64)],
+            "{backend}: no session moved to reauth_required"
+        );
+        assert_eq!(oauth.refreshes_granted(), USERS, "{backend}");
+        assert_eq!(oauth.reused_refresh_tokens(), Vec::<String>::new());
+        assert_eq!(
+            app.sim.recorder().requests_to(REFRESH_PATH).len(),
+            USERS,
+            "{backend}: each session refreshed once"
+        );
+        // Every user's profile call was made twice: refused, then with the
+        // refreshed token.
+        assert_eq!(
+            app.sim.recorder().requests_to("/authen/v1/user_info").len(),
+            2 * USERS,
+            "{backend}"
+        );
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use lark_service::auth::vault::{EncryptionKey, Vault};
+use lark_service::auth::vault::{EncryptionKey, SealedColumn, Slot, Vault};
 use lark_service::db::models::user_auth_session;
 use lark_service::sim::oauth::SimUser;
 use serde_json::{json, Value};
@@ -90,7 +90,8 @@ async fn an_approved_device_login_completes_the_session() {
             .unwrap()
             .unwrap();
         let vault = Vault::new(&EncryptionKey::from_hex(&"11".repeat(32)).unwrap());
-        let token = vault.open(&row.access_token_enc.unwrap()).unwrap();
+        let slot = Slot::new(SealedColumn::UserAccessToken, &row.session_id);
+        let token = vault.open(slot, &row.access_token_enc.unwrap()).unwrap();
         let owner = app.sim.state().open_api.oauth.access_token_owner(&token);
         assert_eq!(owner.as_deref(), Some(DORA), "{backend}");
         assert!(row.refresh_token_enc.is_some());

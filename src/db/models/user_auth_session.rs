@@ -38,6 +38,8 @@ pub struct UserAuthSession {
     pub refresh_claimed_by: Option<String>,
     pub refresh_claimed_until: Option<NaiveDateTime>,
     pub refresh_attempts: i32,
+    /// Bumped on every store of tokens: which pair the row holds.
+    pub token_generation: i64,
 }
 
 /// A new pending session.
@@ -151,7 +153,7 @@ pub fn complete(
             .filter(s::state.eq(SessionState::Pending.as_str()))
             .filter(s::expires_at.gt(now)),
     )
-    .set(completion)
+    .set((completion, s::token_generation.eq(s::token_generation + 1)))
     .execute(conn)?
         == 1)
 }
@@ -189,6 +191,7 @@ pub fn revoke(
                 s::state.eq(SessionState::Revoked.as_str()),
                 s::access_token_enc.eq(None::<String>),
                 s::refresh_token_enc.eq(None::<String>),
+                s::token_generation.eq(s::token_generation + 1),
                 s::updated_at.eq(now),
             ))
             .execute(conn)?
@@ -233,6 +236,7 @@ pub struct SyncCandidate {
     pub email: Option<String>,
     pub avatar_url: Option<String>,
     pub access_token_enc: Option<String>,
+    pub token_generation: i64,
 }
 
 /// How many sessions are completed, and the highest such row id: the
@@ -291,18 +295,60 @@ pub fn apply_profile(
         == 1)
 }
 
-/// Move completed row `id` to `reauth_required`: its token was refused, so
-/// only a new authorization by the user helps. Returns whether it moved.
+/// Move completed row `id` to `reauth_required`: its tokens of generation
+/// `generation` were refused, so only a new authorization by the user
+/// helps. Nothing moves if another pair was stored since (the refused one
+/// is no longer what the row holds) or while a refresh claim is live (a
+/// refresh in flight is about to store one). Returns whether it moved.
 pub fn mark_reauth_required(
     conn: &mut AnyConnection,
     id: i64,
+    generation: i64,
     reason: &str,
     now: NaiveDateTime,
 ) -> Result<bool, DbError> {
     Ok(diesel::update(
         s::user_auth_sessions
             .filter(s::id.eq(id))
-            .filter(s::state.eq(SessionState::Completed.as_str())),
+            .filter(s::state.eq(SessionState::Completed.as_str()))
+            .filter(s::token_generation.eq(generation))
+            .filter(
+                s::refresh_claimed_by
+                    .is_null()
+                    .or(s::refresh_claimed_until.lt(now)),
+            ),
+    )
+    .set((
+        s::state.eq(SessionState::ReauthRequired.as_str()),
+        s::error.eq(reason),
+        s::updated_at.eq(now),
+    ))
+    .execute(conn)?
+        == 1)
+}
+
+/// Move completed row `id` to `reauth_required` because its stored token
+/// cannot be opened (unknown key, damaged). Only if the access token is
+/// still `access_token_enc` (a value stored meanwhile may open) and no
+/// refresh claim is live (its holder is about to store a new pair, or will
+/// record the same outcome itself). Returns whether it moved.
+pub fn mark_unreadable(
+    conn: &mut AnyConnection,
+    id: i64,
+    access_token_enc: &str,
+    reason: &str,
+) -> Result<bool, DbError> {
+    let now = crate::db::now();
+    Ok(diesel::update(
+        s::user_auth_sessions
+            .filter(s::id.eq(id))
+            .filter(s::state.eq(SessionState::Completed.as_str()))
+            .filter(s::access_token_enc.eq(access_token_enc))
+            .filter(
+                s::refresh_claimed_by
+                    .is_null()
+                    .or(s::refresh_claimed_until.lt(now)),
+            ),
     )
     .set((
         s::state.eq(SessionState::ReauthRequired.as_str()),
@@ -327,6 +373,7 @@ pub struct RefreshClaim {
     pub token_expires_at: Option<NaiveDateTime>,
     pub refresh_claimed_until: Option<NaiveDateTime>,
     pub refresh_attempts: i32,
+    pub token_generation: i64,
 }
 
 /// Claim up to `limit` completed sessions with a refresh token whose access
@@ -440,6 +487,7 @@ pub fn store_refreshed(
     )
     .set((
         tokens,
+        s::token_generation.eq(s::token_generation + 1),
         s::refresh_claimed_by.eq(None::<String>),
         s::refresh_claimed_until.eq(None::<NaiveDateTime>),
         s::refresh_attempts.eq(0),
@@ -476,18 +524,21 @@ pub fn release_refresh(
 }
 
 /// Move `owner`'s claimed row `id` to `reauth_required` and release the
-/// claim: the platform refused its refresh token for good. Returns whether
-/// it moved.
+/// claim: the platform refused the refresh token of generation
+/// `generation` for good. Returns whether it moved (not if the row holds
+/// another generation by now).
 pub fn refresh_refused(
     conn: &mut AnyConnection,
     id: i64,
     owner: &str,
+    generation: i64,
     reason: &str,
 ) -> Result<bool, DbError> {
     Ok(diesel::update(
         s::user_auth_sessions
             .filter(s::id.eq(id))
             .filter(s::refresh_claimed_by.eq(owner))
+            .filter(s::token_generation.eq(generation))
             .filter(s::state.eq(SessionState::Completed.as_str())),
     )
     .set((

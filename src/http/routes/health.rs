@@ -3,6 +3,7 @@
 use actix_web::{get, web, HttpResponse};
 use serde::Serialize;
 
+use crate::events::ledger::DatabaseUnreachable;
 use crate::http::AppState;
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -15,8 +16,11 @@ pub struct Alive {
 pub struct Ready {
     /// `ready` or `not_ready`.
     pub status: &'static str,
-    /// `ok`, or why the database did not answer or cannot be written.
-    pub database: String,
+    /// `ok`, or `unavailable` when the database did not answer or cannot be
+    /// written. The reason is never shown here (this route needs no
+    /// credentials): it goes to the log and to the `event_ledger` entry of
+    /// `/admin/actors`.
+    pub database: &'static str,
     /// Where events arrive: `websocket`, `webhook` or `none`.
     pub events: &'static str,
 }
@@ -37,23 +41,22 @@ pub async fn healthz() -> HttpResponse {
 ))]
 #[get("/readyz")]
 pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
-    let db = state
-        .db
-        .ping()
-        .await
-        .map_err(|e| e.to_string())
-        .and_then(|()| match state.readiness.ledger.borrow().as_ref() {
-            None => Ok(()),
-            Some(failing) => Err(format!("writes failing: {failing}")),
-        });
+    let db_ok = match state.db.ping().await {
+        // The ledger logged and recorded its own failure when it had it.
+        Ok(()) => state.readiness.ledger.borrow().is_none(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check: the database did not answer");
+            state.readiness.ledger_actor.do_send(DatabaseUnreachable {
+                error: e.to_string(),
+            });
+            false
+        }
+    };
     let events = state.readiness.event_path();
-    let ready = db.is_ok() && events.ready;
+    let ready = db_ok && events.ready;
     let body = Ready {
         status: if ready { "ready" } else { "not_ready" },
-        database: match db {
-            Ok(()) => "ok".to_owned(),
-            Err(e) => e,
-        },
+        database: if db_ok { "ok" } else { "unavailable" },
         events: events.path,
     };
     if ready {

@@ -57,15 +57,21 @@ pub async fn event(
         }
         WebhookInput::Event(envelope) => envelope,
     };
-    let outcome = state
+    let routed = state
         .router
         .send(RouteEvent {
             payload: envelope.raw.to_vec(),
             source: EventSource::Webhook,
         })
         .await?;
-    Ok(match outcome {
+    Ok(match routed.outcome {
         RouteOutcome::Handled(Some(body)) => HttpResponse::Ok().json(body),
+        // A callback's body is its response: `{}` keeps the card as it is.
+        RouteOutcome::Handled(None) | RouteOutcome::Duplicate | RouteOutcome::Unhandled
+            if routed.callback =>
+        {
+            HttpResponse::Ok().json(json!({}))
+        }
         RouteOutcome::Handled(None) | RouteOutcome::Duplicate | RouteOutcome::Unhandled => {
             HttpResponse::Ok().json(json!({"msg": "success"}))
         }

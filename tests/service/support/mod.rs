@@ -184,6 +184,7 @@ impl TestApp {
             })
             .await
             .expect("router answers")
+            .outcome
     }
 
     /// Stop the HTTP server and wait for it.
@@ -360,7 +361,13 @@ impl TestApp {
     pub async fn stored_access_token(&self, open_id: &str) -> String {
         let row = self.session_of(open_id).await;
         test_vault()
-            .open(row.access_token_enc.as_deref().expect("an access token"))
+            .open(
+                lark_service::auth::vault::Slot::new(
+                    lark_service::auth::vault::SealedColumn::UserAccessToken,
+                    &row.session_id,
+                ),
+                row.access_token_enc.as_deref().expect("an access token"),
+            )
             .expect("the token opens")
     }
 

@@ -1,0 +1,1 @@
+ALTER TABLE user_auth_sessions DROP COLUMN token_generation;
