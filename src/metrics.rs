@@ -22,6 +22,7 @@ pub const EVENTS_DUPLICATE: &str = "lark_events_duplicate_total";
 pub const AUTH_SESSIONS: &str = "lark_auth_sessions";
 pub const AUTH_COMPLETED: &str = "lark_auth_completed_total";
 pub const AUTH_FAILED: &str = "lark_auth_failed_total";
+pub const AUTH_CARD_UPDATES: &str = "lark_auth_card_updates_total";
 pub const USER_AUTH_SUCCESS_RATE: &str = "lark_user_auth_success_rate";
 pub const TOKEN_REFRESH: &str = "lark_token_refresh_total";
 pub const TOKENS_EXPIRING_SOON: &str = "lark_tokens_expiring_within_hour";
@@ -52,6 +53,7 @@ pub const ALL: &[&str] = &[
     AUTH_SESSIONS,
     AUTH_COMPLETED,
     AUTH_FAILED,
+    AUTH_CARD_UPDATES,
     USER_AUTH_SUCCESS_RATE,
     TOKEN_REFRESH,
     TOKENS_EXPIRING_SOON,
@@ -128,6 +130,10 @@ fn describe() {
     describe_gauge!(AUTH_SESSIONS, "Authorization sessions by state");
     describe_counter!(AUTH_COMPLETED, "Completed authorizations by method");
     describe_counter!(AUTH_FAILED, "Failed authorizations by reason");
+    describe_counter!(
+        AUTH_CARD_UPDATES,
+        "Authorization cards replaced in place (PATCH), by outcome"
+    );
     describe_gauge!(
         USER_AUTH_SUCCESS_RATE,
         "Completed / (completed + failed) authorizations since start"
@@ -189,6 +195,9 @@ fn zero_samples(actor_names: &[&'static str]) {
         counter!(AUTH_COMPLETED, "method" => method.as_str()).increment(0);
     }
     counter!(AUTH_FAILED, "reason" => "exchange_failed").increment(0);
+    for outcome in ["ok", "error"] {
+        counter!(AUTH_CARD_UPDATES, "outcome" => outcome).increment(0);
+    }
     gauge!(USER_AUTH_SUCCESS_RATE).increment(0.0);
     for outcome in ["ok", "transient", "reauth_required"] {
         counter!(TOKEN_REFRESH, "outcome" => outcome).increment(0);

@@ -11,6 +11,7 @@ use utoipa_actix_web::AppExt;
 use crate::apaas::apaas_client::{AiResult, AilyConfig, ApaasClient, CallAiApi};
 use crate::apaas::error::ApaasError;
 use crate::auth::card_auth::{CardAuth, CardAuthConfig, CARD_ACTION};
+use crate::auth::card_updates::CardUpdater;
 use crate::auth::device_logins::DeviceLogins;
 use crate::auth::registry::SessionRegistry;
 use crate::auth::vault::Vault;
@@ -133,6 +134,7 @@ pub struct Core {
     pub app_tokens: Addr<AppTokenCache>,
     pub registry: Addr<SessionRegistry>,
     pub card_auth: Addr<CardAuth>,
+    pub device_logins: Addr<DeviceLogins>,
     pub refresher: Addr<TokenRefresher>,
     pub apaas: Addr<ApaasClient>,
     pub lark: LarkClient,
@@ -172,6 +174,19 @@ impl Core {
             settings.auth.session_ttl,
         ));
         board.register(&registry);
+        let device_logins = supervise::spawn(DeviceLogins::new(
+            FeishuDeviceClient::new(
+                DeviceClient::new()?,
+                settings.lark.accounts_domain.clone(),
+                &credentials.app_id,
+                credentials.app_secret.expose(),
+            ),
+            settings.oauth.scopes.clone(),
+            lark.clone(),
+            registry.clone(),
+            CardUpdater::new(lark.clone(), app_tokens.clone()),
+        ));
+        board.register(&device_logins);
         let card_auth = supervise::spawn(CardAuth::new(
             CardAuthConfig {
                 app_id: credentials.app_id.clone(),
@@ -182,6 +197,7 @@ impl Core {
             lark.clone(),
             registry.clone(),
             app_tokens.clone(),
+            device_logins.clone(),
         ));
         board.register(&card_auth);
         let refresher = supervise::spawn(TokenRefresher::new(
@@ -217,6 +233,7 @@ impl Core {
             app_tokens,
             registry,
             card_auth,
+            device_logins,
             refresher,
             apaas,
             lark,
@@ -273,6 +290,7 @@ impl Application {
             app_tokens,
             registry,
             card_auth,
+            device_logins,
             refresher,
             apaas,
             lark,
@@ -281,18 +299,6 @@ impl Application {
         platform.bind(lark.clone(), app_tokens);
         refresher.do_send(StartSchedule);
         let credentials = settings.require_for_serve()?;
-        let device_logins = supervise::spawn(DeviceLogins::new(
-            FeishuDeviceClient::new(
-                DeviceClient::new()?,
-                settings.lark.accounts_domain.clone(),
-                &credentials.app_id,
-                credentials.app_secret.expose(),
-            ),
-            lark.clone(),
-            registry.clone(),
-            settings.oauth.scopes.clone(),
-        ));
-        board.register(&device_logins);
         let user_sync = supervise::spawn(UserInfoSync::new(
             sync_runner(&settings, &db, &lark, &credentials.vault(), &refresher),
             settings
@@ -367,7 +373,8 @@ impl Application {
             },
             readiness: Readiness {
                 ws_connected: Some(connected_rx.clone()),
-                fallback_to_http: settings.ws.fallback_to_http,
+                webhook_accepts: settings.ws.fallback_to_http
+                    && webhook_config(&settings).is_some(),
                 ledger: ledger_health,
                 ledger_actor: ledger,
             },

@@ -9,12 +9,21 @@
 //!
 //! The Authorize button carries `{"action":"authorize","session_id":..}`
 //! as its callback value; [`session_id_from_action`] reads it back from the
-//! `card.action.trigger` event. With an authorize URL (the OAuth redirect
-//! flow) the button opens that URL instead and no callback arrives.
+//! `card.action.trigger` event. That value is all a click brings (lark-oapi
+//! `event/callback/model/p2_card_action_trigger.py`: the component's own
+//! `value`, the operator, the delayed-update token): the click answers with
+//! [`device_code_card`], whose button opens the accounts host's
+//! verification link. Cards that leave the session pending (an expired code,
+//! a link approved by another account) carry the same callback value on a
+//! retry button, so a new click starts a new code for the same session.
+//! With an authorize URL (the OAuth redirect flow) the request card's button
+//! opens that URL instead and no callback arrives.
 //!
 //! Text that comes from outside (user names, custom messages, failure
 //! reasons) goes into `plain_text` elements, never into markdown, so it
 //! cannot inject links or mentions.
+
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -109,17 +118,8 @@ pub fn auth_request_card(
         elements.push(plain_text(message));
     }
     let behavior = match authorize_url {
-        Some(url) => json!({
-            "type": "open_url",
-            "default_url": url,
-            "pc_url": "",
-            "ios_url": "",
-            "android_url": "",
-        }),
-        None => json!({
-            "type": "callback",
-            "value": {"action": AUTHORIZE_ACTION, "session_id": session_id.to_string()},
-        }),
+        Some(url) => open_url(url),
+        None => authorize_callback(session_id),
     };
     elements.push(json!({
         "tag": "button",
@@ -132,6 +132,60 @@ pub fn auth_request_card(
         elements.push(markdown(&format!("[Privacy policy]({target})")));
     }
     card("Authorization request", "blue", elements)
+}
+
+/// The card a click is answered with: the user code, how long it is valid
+/// and a button opening `verification_uri_complete` (the accounts host's
+/// page with the code filled in), where the user approves in Feishu.
+pub fn device_code_card(
+    user_code: &str,
+    verification_uri_complete: &str,
+    valid_for: Duration,
+) -> Value {
+    let minutes = valid_for.as_secs().div_ceil(60).max(1);
+    let validity = if minutes == 1 {
+        "1 minute".to_owned()
+    } else {
+        format!("{minutes} minutes")
+    };
+    card(
+        "Approve in Feishu",
+        "blue",
+        vec![
+            markdown(
+                "Open the authorization page and approve the request **signed in as yourself**. \
+                 The page shows this code; check that it matches:",
+            ),
+            plain_text(user_code),
+            plain_text(&format!("The link is valid for {validity}.")),
+            json!({
+                "tag": "button",
+                "element_id": "open_verification",
+                "type": "primary",
+                "text": {"tag": "plain_text", "content": "Open the authorization page"},
+                "behaviors": [open_url(verification_uri_complete)],
+            }),
+        ],
+    )
+}
+
+/// The card for an attempt that ended without completing the session,
+/// which stays pending: `reason`, and a button that starts a new code.
+pub fn retry_card(session_id: Uuid, reason: &str) -> Value {
+    card(
+        "Authorization not finished",
+        "orange",
+        vec![
+            plain_text(reason),
+            json!({
+                "tag": "button",
+                "element_id": "authorize",
+                "type": "primary",
+                "text": {"tag": "plain_text", "content": "Get a new link"},
+                "behaviors": [authorize_callback(session_id)],
+            }),
+        ],
+    )
 }
 
 /// The card that replaces the request once the user has authorized.
@@ -175,6 +229,24 @@ pub fn session_id_from_action(value: &Value) -> Option<Uuid> {
         return None;
     }
     Uuid::parse_str(object.get("session_id")?.as_str()?).ok()
+}
+
+/// The callback behaviour of our Authorize (and retry) buttons.
+fn authorize_callback(session_id: Uuid) -> Value {
+    json!({
+        "type": "callback",
+        "value": {"action": AUTHORIZE_ACTION, "session_id": session_id.to_string()},
+    })
+}
+
+fn open_url(url: &str) -> Value {
+    json!({
+        "type": "open_url",
+        "default_url": url,
+        "pc_url": "",
+        "ios_url": "",
+        "android_url": "",
+    })
 }
 
 fn card(title: &str, color: &str, elements: Vec<Value>) -> Value {
@@ -302,6 +374,30 @@ mod tests {
         assert_eq!(failed["config"]["update_multi"], true);
         assert_eq!(failed["header"]["template"], "red");
         assert_eq!(elements(&failed)[0]["text"]["content"], "the code expired");
+    }
+
+    #[test]
+    fn the_device_code_card_shows_the_code_its_validity_and_opens_the_link() {
+        let link = "https://accounts.feishu.cn/verify?user_code=BCDF-0001";
+        let card = device_code_card("BCDF-0001", link, Duration::from_secs(240));
+        assert_eq!(card["config"]["update_multi"], true);
+        let text = card.to_string();
+        assert!(
+            text.contains("BCDF-0001") && text.contains("4 minutes"),
+            "{text}"
+        );
+        let behavior = &button(&card)["behaviors"][0];
+        assert_eq!(behavior["type"], "open_url");
+        assert_eq!(behavior["default_url"], link);
+    }
+
+    #[test]
+    fn the_retry_card_clicks_back_into_the_same_session() {
+        let card = retry_card(session(), "The code expired.");
+        assert_eq!(card["config"]["update_multi"], true);
+        assert_eq!(elements(&card)[0]["text"]["content"], "The code expired.");
+        let value = &button(&card)["behaviors"][0]["value"];
+        assert_eq!(session_id_from_action(value), Some(session()));
     }
 
     #[test]

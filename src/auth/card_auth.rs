@@ -1,19 +1,25 @@
-//! `CardAuth`: authorization by card and by OAuth redirect.
+//! `CardAuth`: authorization by card, and the OAuth redirect.
 //!
-//! It sends the authorization card, and completes sessions from the two ways
-//! a code comes back:
-//! - a `card.action.trigger` callback from our Authorize button whose value
-//!   carries an `authorization_code` (exchanged with the v1 OIDC endpoint,
-//!   which needs no redirect URI);
-//! - `GET /oauth/callback?code&state` after the button opened the authorize
-//!   page, when `OAUTH_REDIRECT_URI` is set (see [`super::redirect`]).
+//! It sends the authorization card and answers its clicks. A click
+//! (`card.action.trigger`) carries only the button's value, which names the
+//! session, and the operator (lark-oapi
+//! `event/callback/model/p2_card_action_trigger.py`); no authorization code
+//! ever comes with it. So a click on a pending session's card, by its
+//! recipient, starts a device code through `DeviceLogins` (the accounts
+//! host's device flow, no inbound HTTP needed) and is answered, within the
+//! platform's 3 s, with a card showing the user code and a button opening
+//! the verification link. The session completes once the user approves
+//! there. A second click while the code is live answers the same link.
 //!
-//! Codes are single-use, so a session being exchanged is kept in an
-//! in-flight set: a second click meanwhile is told to wait, and a click on a
-//! completed session is answered "already authorized" without spending
-//! anything.
+//! When `OAUTH_REDIRECT_URI` is set, the card's button opens the authorize
+//! page instead, and `GET /oauth/callback?code&state` completes the session
+//! (see [`super::redirect`]: PKCE, a hashed single-use `state`, v2 code
+//! exchange).
+//!
+//! Whenever a session with a card ends, by any method, the registry tells
+//! this actor ([`SessionEnded`]) and the card is replaced in place:
+//! "Authorized as NAME", or the reason it failed or expired.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 
 use actix::prelude::*;
@@ -23,23 +29,24 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::card::{
-    auth_request_card, authorized_card, failure_card, session_id_from_action, AuthCardOptions,
+    auth_request_card, authorized_card, device_code_card, failure_card, session_id_from_action,
+    AuthCardOptions,
 };
+use super::card_updates::CardUpdater;
+use super::device_logins::{DeviceLogins, StartCardLogin};
 use super::error::AuthError;
 use super::redirect::RedirectFlow;
 use super::registry::{
-    CompleteSession, CreateSession, FailSession, GetSession, SessionRegistry, SessionView,
-    SetMessageId,
+    CreateSession, FailSession, GetSession, SessionEnded, SessionOutcome, SessionRegistry,
+    SessionView, SetMessageId, WatchSessionEnds,
 };
 use crate::domain::{AuthMethod, Scopes, Secret, SessionState};
 use crate::events::envelope::Envelope;
 use crate::events::router::{HandlerError, HandlerResult};
-use crate::lark::auth_api::{RedirectState, UserInfo, UserToken};
+use crate::lark::auth_api::RedirectState;
 use crate::lark::client::LarkClient;
 use crate::lark::im_api::ReceiveIdType;
-use crate::refresh::app_token_cache::{
-    with_tenant_token, with_token, AppCallError, AppTokenCache, TokenKind,
-};
+use crate::refresh::app_token_cache::{with_tenant_token, AppCallError, AppTokenCache};
 use crate::supervise::{Lifecycle, Managed};
 
 pub const NAME: &str = "card_auth";
@@ -92,7 +99,8 @@ pub struct CardAuth {
     /// Set when `OAUTH_REDIRECT_URI` is.
     redirect: Option<RedirectFlow>,
     app_tokens: Addr<AppTokenCache>,
-    exchanging: HashSet<Uuid>,
+    device_logins: Addr<DeviceLogins>,
+    cards: CardUpdater,
     lifecycle: Lifecycle,
 }
 
@@ -102,6 +110,7 @@ impl CardAuth {
         client: LarkClient,
         registry: Addr<SessionRegistry>,
         app_tokens: Addr<AppTokenCache>,
+        device_logins: Addr<DeviceLogins>,
     ) -> Self {
         let redirect = config
             .redirect_uri
@@ -115,105 +124,25 @@ impl CardAuth {
                 scopes: config.scopes.clone(),
             });
         Self {
+            cards: CardUpdater::new(client.clone(), app_tokens.clone()),
             client,
             registry,
             redirect,
             app_tokens,
-            exchanging: HashSet::new(),
+            device_logins,
             lifecycle: Lifecycle::new(NAME),
         }
     }
-
-    /// Exchange `code` and complete the session, off the actor; the session
-    /// leaves the in-flight set when it is done either way.
-    fn exchange(
-        &mut self,
-        session: SessionView,
-        code: String,
-        method: AuthMethod,
-    ) -> ResponseActFuture<Self, Result<SessionView, AuthError>> {
-        let session_id = match Uuid::parse_str(&session.session_id) {
-            Ok(id) => id,
-            Err(e) => return Box::pin(fut::ready(Err(AuthError::BadInput(e.to_string())))),
-        };
-        if !self.exchanging.insert(session_id) {
-            return Box::pin(fut::ready(Err(AuthError::BadInput(
-                "authorization is already in progress for this session".into(),
-            ))));
-        }
-        let client = self.client.clone();
-        let app_tokens = self.app_tokens.clone();
-        let registry = self.registry.clone();
-        let work = async move {
-            tracing::debug!(session_id = %session_id, "exchanging the authorization code");
-            let token = exchange_code(&client, &app_tokens, &code).await?;
-            let user = client.user_info(&token.access_token).await?;
-            if session
-                .open_id
-                .as_deref()
-                .is_some_and(|expected| expected != user.open_id)
-            {
-                return Err(AuthError::WrongOperator);
-            }
-            complete(&registry, session_id, method, token, user).await
-        };
-        Box::pin(work.into_actor(self).map(move |result, act, _| {
-            act.exchanging.remove(&session_id);
-            if let Err(e) = &result {
-                // Nothing was stored; the session fails with the reason
-                // unless it was never ours to fail.
-                if !matches!(e, AuthError::NotPending(_) | AuthError::UnknownSession(_)) {
-                    act.registry.do_send(FailSession::new(session_id, e));
-                }
-            }
-            result
-        }))
-    }
-}
-
-async fn exchange_code(
-    client: &LarkClient,
-    app_tokens: &Addr<AppTokenCache>,
-    code: &str,
-) -> Result<UserToken, AuthError> {
-    with_token(app_tokens, TokenKind::App, |app_token| async move {
-        client.exchange_code_v1(&app_token, code).await
-    })
-    .await
-    .map_err(|e| match e {
-        AppCallError::Lark(e) => AuthError::Exchange(e),
-        other => AuthError::BadInput(other.to_string()),
-    })
-}
-
-async fn complete(
-    registry: &Addr<SessionRegistry>,
-    session_id: Uuid,
-    method: AuthMethod,
-    token: UserToken,
-    user: UserInfo,
-) -> Result<SessionView, AuthError> {
-    registry
-        .send(CompleteSession {
-            session_id,
-            method,
-            token,
-            user,
-        })
-        .await?
 }
 
 impl Managed for CardAuth {
     const NAME: &'static str = NAME;
 
-    fn on_start(&mut self, _: &mut Context<Self>) {}
-
-    fn on_restart(&mut self) {
-        self.exchanging.clear();
-    }
-
-    fn in_flight(&self) -> u64 {
-        self.exchanging.len() as u64
+    /// The registry keeps the watcher across restarts of either actor (a
+    /// supervised actor keeps its address); asking again is harmless.
+    fn on_start(&mut self, ctx: &mut Context<Self>) {
+        self.registry
+            .do_send(WatchSessionEnds(ctx.address().recipient()));
     }
 }
 
@@ -317,8 +246,7 @@ impl Handler<HandleCardAction> for CardAuth {
         _: &mut Context<Self>,
     ) -> Self::Result {
         let event = &envelope.event;
-        let value = &event["action"]["value"];
-        let Some(session_id) = session_id_from_action(value) else {
+        let Some(session_id) = session_id_from_action(&event["action"]["value"]) else {
             // Some other card's button: not ours to answer.
             return Box::pin(fut::ready(Ok(None)));
         };
@@ -326,92 +254,123 @@ impl Handler<HandleCardAction> for CardAuth {
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let code = authorization_code(value);
-        let span = tracing::info_span!("card_auth", %session_id, operator = %operator);
-        span.in_scope(|| tracing::info!("card action received"));
-        if self.exchanging.contains(&session_id) {
-            return Box::pin(fut::ready(Ok(Some(callback(
-                "info",
-                "Authorization is in progress; this takes a few seconds.",
-                None,
-            )))));
-        }
+        tracing::info!(%session_id, %operator, "card action received");
 
         let registry = self.registry.clone();
-        let lookup = async move { registry.send(GetSession { session_id }).await };
-        Box::pin(lookup.into_actor(self).then(move |found, act, _| {
-            let refuse = |kind: &str, text: &str, card: Option<Value>| -> ResponseActFuture<Self, HandlerResult> {
-                Box::pin(fut::ready(Ok(Some(callback(kind, text, card)))))
-            };
-            let session = match found {
+        let device_logins = self.device_logins.clone();
+        let work = async move {
+            let session = match registry.send(GetSession { session_id }).await {
                 Ok(Ok(Some(s))) => s,
-                Ok(Ok(None)) => return refuse("error", "This authorization card is unknown; ask for a new one.", None),
-                Ok(Err(e)) => return Box::pin(fut::ready(Err(HandlerError(e.to_string())))),
-                Err(e) => return Box::pin(fut::ready(Err(HandlerError(e.to_string())))),
-            };
-            match session.state {
-                SessionState::Completed => {
-                    let name = session.user_name.clone().unwrap_or_default();
-                    return refuse("info", &format!("Already authorized as {name}."), Some(authorized_card(&name)));
-                }
-                SessionState::Pending if session.expires_at > crate::db::now() => {}
-                SessionState::Pending | SessionState::Expired => {
-                    return refuse(
+                Ok(Ok(None)) => {
+                    return Ok(callback(
                         "error",
-                        "This authorization card has expired; ask for a new one.",
-                        Some(failure_card("The authorization request expired.")),
-                    )
-                }
-                other => {
-                    return refuse(
-                        "error",
-                        &format!("This authorization is {other}; ask for a new card."),
+                        "This authorization card is unknown; ask for a new one.",
                         None,
-                    )
+                    ))
                 }
-            }
-            if session.open_id.as_deref() != Some(operator.as_str()) {
-                metrics::counter!(crate::metrics::AUTH_FAILED, "reason" => "wrong_operator").increment(1);
-                tracing::warn!(%session_id, %operator, "card clicked by someone other than its recipient");
-                return refuse("error", "This authorization card was sent to someone else.", None);
-            }
-            let Some(code) = code else {
-                act.registry.do_send(FailSession::new(session_id, &AuthError::NoCode));
-                return refuse(
-                    "error",
-                    "Authorization is not set up for card clicks; ask your administrator.",
-                    Some(failure_card("No authorization code arrived with the click.")),
-                );
+                Ok(Err(e)) => return Err(HandlerError(e.to_string())),
+                Err(e) => return Err(HandlerError(e.to_string())),
             };
-            Box::pin(act.exchange(session, code, AuthMethod::WebsocketCard).map(|result, _, _| {
-                Ok(Some(match result {
-                    Ok(done) => {
-                        let name = done.user_name.clone().unwrap_or_default();
-                        callback("success", &format!("Authorized as {name}."), Some(authorized_card(&name)))
-                    }
-                    Err(e) => callback("error", &format!("Authorization failed: {e}"), Some(failure_card(&e.to_string()))),
-                }))
-            }))
-        }))
+            if let Some(answer) = refusal(&session, &operator) {
+                return Ok(answer);
+            }
+            let started = device_logins
+                .send(StartCardLogin {
+                    session_id,
+                    open_id: operator,
+                    message_id: session.message_id.clone(),
+                    expires_at: session.expires_at,
+                })
+                .await
+                .map_err(|e| HandlerError(format!("device logins unavailable: {e}")))?;
+            Ok(match started {
+                Ok(shown) => callback(
+                    "info",
+                    &format!(
+                        "Open the link and approve; your code is {}.",
+                        shown.user_code
+                    ),
+                    Some(device_code_card(
+                        &shown.user_code,
+                        &shown.verification_uri_complete,
+                        shown.valid_for(),
+                    )),
+                ),
+                Err(AuthError::InProgress) => callback(
+                    "info",
+                    "Your link is on its way; click again in a moment.",
+                    None,
+                ),
+                Err(e) => callback(
+                    "error",
+                    &format!("Could not start the authorization ({e}); click again to retry."),
+                    None,
+                ),
+            })
+        };
+        Box::pin(
+            fut::wrap_future(work)
+                .map(|answer: Result<Value, HandlerError>, _, _| answer.map(Some)),
+        )
     }
 }
 
-/// The code a click carries in the button's callback value (object or
-/// JSON-string form): `authorization_code`, or `code`.
-fn authorization_code(value: &Value) -> Option<String> {
-    let parsed;
-    let object = match value {
-        Value::String(s) => {
-            parsed = serde_json::from_str::<Value>(s).ok()?;
-            &parsed
+/// The answer to a click that must not start a code: the session is not
+/// pending (or past its deadline), or the clicker is not its recipient.
+fn refusal(session: &SessionView, operator: &str) -> Option<Value> {
+    match session.state {
+        SessionState::Completed => {
+            let name = session.user_name.clone().unwrap_or_default();
+            return Some(callback(
+                "info",
+                &format!("Already authorized as {name}."),
+                Some(authorized_card(&name)),
+            ));
         }
-        other => other,
-    };
-    ["authorization_code", "code"]
-        .iter()
-        .find_map(|k| object.get(*k)?.as_str())
-        .filter(|c| !c.is_empty())
-        .map(str::to_owned)
+        SessionState::Pending if session.expires_at > crate::db::now() => {}
+        SessionState::Pending | SessionState::Expired => {
+            return Some(callback(
+                "error",
+                "This authorization card has expired; ask for a new one.",
+                Some(failure_card("The authorization request expired.")),
+            ))
+        }
+        other => {
+            return Some(callback(
+                "error",
+                &format!("This authorization is {other}; ask for a new card."),
+                None,
+            ))
+        }
+    }
+    if session.open_id.as_deref() != Some(operator) {
+        metrics::counter!(crate::metrics::AUTH_FAILED, "reason" => "wrong_operator").increment(1);
+        tracing::warn!(session_id = %session.session_id, %operator, "card clicked by someone other than its recipient");
+        return Some(callback(
+            "error",
+            "This authorization card was sent to someone else.",
+            None,
+        ));
+    }
+    None
+}
+
+impl Handler<SessionEnded> for CardAuth {
+    type Result = ();
+
+    fn handle(&mut self, msg: SessionEnded, ctx: &mut Context<Self>) {
+        let card = match &msg.outcome {
+            SessionOutcome::Completed { user_name } => authorized_card(user_name),
+            SessionOutcome::Failed { reason } => failure_card(reason),
+            SessionOutcome::Expired => {
+                failure_card("The authorization request expired before it was approved.")
+            }
+        };
+        let cards = self.cards.clone();
+        ctx.spawn(fut::wrap_future(async move {
+            cards.replace(msg.session_id, &msg.message_id, &card).await;
+        }));
+    }
 }
 
 impl Handler<CompleteOAuth> for CardAuth {

@@ -20,8 +20,8 @@ pub enum AuthError {
     UnknownState,
     #[error("the authorization was approved by another account than the one it was sent to; nothing was stored")]
     ForeignUser,
-    #[error("the click carried no authorization code and OAUTH_REDIRECT_URI is not set")]
-    NoCode,
+    #[error("a code for this authorization is being requested; try again in a moment")]
+    InProgress,
     #[error("exchanging the authorization code failed: {0}")]
     Exchange(LarkError),
     #[error("the open platform refused: {0}")]
@@ -56,7 +56,7 @@ impl AuthError {
             Self::WrongOperator => "wrong_operator",
             Self::UnknownState => "unknown_state",
             Self::ForeignUser => "wrong_user",
-            Self::NoCode => "no_code",
+            Self::InProgress => "in_progress",
             Self::Exchange(_) => "exchange_failed",
             Self::Platform(_) => "platform_error",
             Self::AuthRequired(_) => "auth_required",

@@ -7,6 +7,12 @@
 //! win. Tokens are sealed by the vault before they reach the database and
 //! opened only for [`GetUserToken`]. A timer expires overdue pending sessions
 //! and refreshes the `lark_auth_sessions{state}` gauge.
+//!
+//! Whenever a session whose card was sent leaves `pending` (completed by
+//! any method, failed, or expired), the watcher registered with
+//! [`WatchSessionEnds`] (`CardAuth`) hears of it as [`SessionEnded`], so
+//! the card can show the outcome: completion is recorded in one place, and
+//! every way of authorizing gets its card replaced without knowing of it.
 
 use std::time::Duration;
 
@@ -224,6 +230,28 @@ pub struct GetUserToken {
     pub open_id: String,
 }
 
+/// How a session with a card ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionOutcome {
+    Completed { user_name: String },
+    Failed { reason: String },
+    Expired,
+}
+
+/// A session whose card was sent left `pending`.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct SessionEnded {
+    pub session_id: Uuid,
+    pub message_id: String,
+    pub outcome: SessionOutcome,
+}
+
+/// Send every [`SessionEnded`] from now on to this recipient.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct WatchSessionEnds(pub Recipient<SessionEnded>);
+
 /// Expire overdue pending sessions now; answers how many were expired.
 #[derive(Message)]
 #[rtype(result = "Result<usize, DbError>")]
@@ -236,6 +264,7 @@ pub struct SessionRegistry {
     session_ttl: Duration,
     completed: u64,
     failed: u64,
+    watcher: Option<Recipient<SessionEnded>>,
     lifecycle: Lifecycle,
 }
 
@@ -248,6 +277,7 @@ impl SessionRegistry {
             session_ttl,
             completed: 0,
             failed: 0,
+            watcher: None,
             lifecycle: Lifecycle::new(NAME),
         }
     }
@@ -260,6 +290,21 @@ impl SessionRegistry {
         }
         let rate = self.completed as f64 / (self.completed + self.failed) as f64;
         metrics::gauge!(USER_AUTH_SUCCESS_RATE).set(rate);
+    }
+
+    /// Tell the watcher, if any, that the card of `session_id` is out of date.
+    fn ended(&self, session_id: &str, message_id: Option<&str>, outcome: SessionOutcome) {
+        let (Some(watcher), Some(message_id)) = (&self.watcher, message_id) else {
+            return;
+        };
+        let Ok(session_id) = Uuid::parse_str(session_id) else {
+            return;
+        };
+        watcher.do_send(SessionEnded {
+            session_id,
+            message_id: message_id.to_owned(),
+            outcome,
+        });
     }
 }
 
@@ -503,9 +548,15 @@ impl Handler<CompleteSession> for SessionRegistry {
             Ok(session)
         };
         Box::pin(work.into_actor(self).map(move |result, act, _| {
-            if result.is_ok() {
+            if let Ok(session) = &result {
                 metrics::counter!(AUTH_COMPLETED, "method" => method.as_str()).increment(1);
                 act.record_outcome(true);
+                let user_name = session.user_name.clone().unwrap_or_default();
+                act.ended(
+                    &session.session_id,
+                    session.message_id.as_deref(),
+                    SessionOutcome::Completed { user_name },
+                );
             }
             result
         }))
@@ -521,14 +572,31 @@ impl Handler<FailSession> for SessionRegistry {
         let message = msg.message.clone();
         let id = msg.session_id.to_string();
         let work = async move {
-            db.write(move |c| sessions::fail(c, &id, &message, crate::db::now()))
-                .await
+            db.write(move |c| {
+                let failed = sessions::fail(c, &id, &message, crate::db::now())?;
+                Ok(if failed {
+                    sessions::find(c, &id)?
+                } else {
+                    None
+                })
+            })
+            .await
         };
         Box::pin(work.into_actor(self).map(move |result, act, _| {
             metrics::counter!(AUTH_FAILED, "reason" => reason_label).increment(1);
             act.record_outcome(false);
             tracing::warn!(session_id = %msg.session_id, reason = %msg.message, "authorization failed");
-            result.map(drop).map_err(AuthError::from)
+            let row = result.map_err(AuthError::from)?;
+            if let Some(row) = row {
+                act.ended(
+                    &row.session_id,
+                    row.message_id.as_deref(),
+                    SessionOutcome::Failed {
+                        reason: msg.message,
+                    },
+                );
+            }
+            Ok(())
         }))
     }
 }
@@ -613,6 +681,14 @@ impl Handler<GetUserToken> for SessionRegistry {
     }
 }
 
+impl Handler<WatchSessionEnds> for SessionRegistry {
+    type Result = ();
+
+    fn handle(&mut self, msg: WatchSessionEnds, _: &mut Context<Self>) {
+        self.watcher = Some(msg.0);
+    }
+}
+
 /// Open both tokens of a session row whose access token is `access_enc`.
 fn open_tokens(
     vault: &Vault,
@@ -659,10 +735,13 @@ impl Handler<ExpireOverdue> for SessionRegistry {
     fn handle(&mut self, _: ExpireOverdue, _: &mut Context<Self>) -> Self::Result {
         let db = self.db.clone();
         let sweep = async move {
-            let (expired, counts) = db
+            let (expired, cards, counts) = db
                 .write(|c| {
-                    let expired = sessions::expire_overdue(c, crate::db::now())?;
-                    Ok((expired, sessions::count_by_state(c)?))
+                    let now = crate::db::now();
+                    let with_cards = sessions::overdue_with_cards(c, now)?;
+                    let expired = sessions::expire_overdue(c, now)?;
+                    let cards = sessions::cards_in_state(c, &with_cards, SessionState::Expired)?;
+                    Ok((expired, cards, sessions::count_by_state(c)?))
                 })
                 .await?;
             if expired > 0 {
@@ -675,7 +754,7 @@ impl Handler<ExpireOverdue> for SessionRegistry {
                     .map_or(0, |(_, n)| *n);
                 metrics::gauge!(AUTH_SESSIONS, "state" => state.as_str()).set(n as f64);
             }
-            Ok(expired)
+            Ok::<_, DbError>((expired, cards))
         };
         Box::pin(sweep.into_actor(self).map(|result, act, _| {
             match &result {
@@ -686,7 +765,11 @@ impl Handler<ExpireOverdue> for SessionRegistry {
                     act.lifecycle.degraded(e);
                 }
             }
-            result
+            let (expired, cards) = result?;
+            for (session_id, message_id) in cards {
+                act.ended(&session_id, Some(&message_id), SessionOutcome::Expired);
+            }
+            Ok(expired)
         }))
     }
 }

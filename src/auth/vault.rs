@@ -204,6 +204,12 @@ impl SealedColumn {
             Self::PkceVerifier => "user_auth_sessions.pkce_verifier_enc",
         }
     }
+
+    /// The table part of [`SealedColumn::name`].
+    pub fn table(self) -> &'static str {
+        let name = self.name();
+        name.split_once('.').map_or(name, |(table, _)| table)
+    }
 }
 
 impl fmt::Display for SealedColumn {

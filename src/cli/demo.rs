@@ -92,6 +92,8 @@ impl Demo {
         let mut user = SimUser::new(DEMO_OPEN_ID, DEMO_USER);
         user.email = Some(DEMO_EMAIL.to_owned());
         sim.state().open_api.oauth.add_user(user);
+        // Poll every second, so the approval shows up at once.
+        sim.state().device.configure(|s| s.interval = 1);
 
         let dir = tempfile::tempdir().map_err(|e| step(e.to_string()))?;
         let admin_token = hex::encode(rand::random::<[u8; 16]>());
@@ -179,18 +181,20 @@ impl Demo {
         Ok(sent)
     }
 
+    /// The user clicks Authorize; the click is answered with a device code
+    /// and its link, the user approves there, and the session completes.
     async fn click(&self, out: &mut impl Write, sent: &Value) -> Result<(), DemoError> {
         let step = failed("receive the click and complete the authorization");
         let message_id = sent["message_id"].as_str().unwrap_or_default();
         let session_id = sent["session_id"].as_str().unwrap_or_default();
         let click = card_click::click(self.sim.state(), message_id, DEMO_OPEN_ID)
             .map_err(|e| step(e.to_string()))?;
-        let pushed = self.sim.ws().push_card(&click);
+        let pushed = self.sim.ws().push_event(&click);
         say(out, "📨 Received card action event");
         say(out, &format!("   Session ID: {session_id}"));
         say(out, &format!("   OpenID: {DEMO_OPEN_ID}"));
         say(out, "   Action: authorize");
-        say(out, "🔄 Exchanging authorization code for token...");
+        say(out, "🔄 Requesting a device code from the accounts host...");
         let acked = self
             .sim
             .ws()
@@ -198,23 +202,43 @@ impl Demo {
                 ws.acks().iter().any(|a| a.message_id == pushed)
             })
             .await;
-        let ack = self
+        let answer = self
             .sim
             .ws()
             .acks()
             .into_iter()
-            .find(|a| a.message_id == pushed);
-        let toast = ack
-            .as_ref()
-            .and_then(|a| a.data.clone())
+            .find(|a| a.message_id == pushed)
+            .and_then(|a| a.data)
             .unwrap_or(Value::Null);
-        if !acked || toast["toast"]["type"] != "success" {
-            return Err(step(format!("the click was answered with {toast}")));
+        let link = open_url_in(&answer["card"]["data"]);
+        let user_code = link.as_deref().and_then(user_code_in);
+        let (Some(link), Some(user_code), true) = (link, user_code, acked) else {
+            return Err(step(format!("the click was answered with {answer}")));
+        };
+        say(out, "✅ The card now shows a code and a link:");
+        say(out, &format!("   Code: {user_code}"));
+        say(out, &format!("   Link: {link}"));
+        say(
+            out,
+            "\n👆 The simulated user opens the link in Feishu and approves...\n",
+        );
+        if !self.sim.state().device.approve_as(&user_code, DEMO_OPEN_ID) {
+            return Err(step(format!(
+                "the accounts host does not know code {user_code}"
+            )));
         }
-        let session: Value = self
-            .get(&format!("/admin/sessions/{session_id}"))
-            .await
-            .map_err(&step)?;
+        let path = format!("/admin/sessions/{session_id}");
+        let deadline = tokio::time::Instant::now() + STEP_TIMEOUT;
+        let session = loop {
+            let session = self.get(&path).await.map_err(&step)?;
+            if session["state"] != "pending" {
+                break session;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(step(format!("still pending after {STEP_TIMEOUT:?}")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         if session["state"] != "completed" {
             return Err(step(format!("the session is {}", session["state"])));
         }
@@ -230,10 +254,28 @@ impl Demo {
         say(
             out,
             &format!(
-                "   Token expires: {}\n",
+                "   Token expires: {}",
                 session["token_expires_at"].as_str().unwrap_or_default()
             ),
         );
+        let authorized = format!("Authorized as {DEMO_USER}");
+        let replaced = self
+            .sim
+            .ws()
+            .wait_until(STEP_TIMEOUT, |_| {
+                self.sim
+                    .state()
+                    .open_api
+                    .im
+                    .message(message_id)
+                    .and_then(|m| m.updates.last().cloned())
+                    .is_some_and(|card| card.to_string().contains(&authorized))
+            })
+            .await;
+        if !replaced {
+            return Err(step("the card was not replaced".into()));
+        }
+        say(out, &format!("   The card now reads: {authorized}.\n"));
         Ok(())
     }
 
@@ -460,6 +502,29 @@ impl Demo {
     pub async fn stop(&self) {
         self.server.stop(true).await;
     }
+}
+
+/// The first `open_url` target in a card.
+fn open_url_in(card: &Value) -> Option<String> {
+    match card {
+        Value::Object(map) => {
+            if map.get("type").and_then(Value::as_str) == Some("open_url") {
+                return map.get("default_url")?.as_str().map(str::to_owned);
+            }
+            map.values().find_map(open_url_in)
+        }
+        Value::Array(items) => items.iter().find_map(open_url_in),
+        _ => None,
+    }
+}
+
+/// The `user_code` a verification link carries.
+fn user_code_in(link: &str) -> Option<String> {
+    url::Url::parse(link)
+        .ok()?
+        .query_pairs()
+        .find(|(k, _)| k == "user_code")
+        .map(|(_, v)| v.into_owned())
 }
 
 fn say(out: &mut impl Write, line: &str) {

@@ -9,6 +9,7 @@ pub mod auth;
 pub mod demo;
 pub mod migrate;
 pub mod progress;
+pub mod rekey;
 pub mod send_auth_card;
 pub mod serve;
 pub mod sessions;
@@ -44,6 +45,10 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// Apply database migrations and exit.
     Migrate,
+    /// Re-encrypt every stored token under the current ENCRYPTION_KEY
+    /// (old values open with ENCRYPTION_KEY_PREVIOUS); resumable, safe
+    /// beside running replicas.
+    Rekey(rekey::RekeyArgs),
     /// Create an authorization session for a user and send them the card.
     SendAuthCard(send_auth_card::SendAuthCardArgs),
     /// Ask the AI (the Aily app in AILY_APP_ID) as a user, with their token.
@@ -100,6 +105,7 @@ pub fn run(cli: Cli) -> ExitCode {
             Command::Serve => exit_code(serve::run().await),
             Command::Demo(args) => exit_code(demo::run(args).await),
             Command::Migrate => exit_code(migrate::run().await),
+            Command::Rekey(args) => exit_code(rekey::run(args).await),
             Command::Auth { cmd } => auth::run(cmd).await,
             Command::Url { cmd } => url::run(&cmd),
             Command::SendAuthCard(args) => exit_code(send_auth_card::run(args).await),

@@ -96,6 +96,11 @@ impl FeishuDeviceClient {
         }
     }
 
+    /// Where device codes are asked for, for error messages.
+    pub fn device_authorization_url(&self) -> String {
+        self.accounts.join(DEVICE_AUTHORIZATION_PATH)
+    }
+
     /// Ask for a device code covering `scope` (plus `offline_access`).
     pub async fn authorize(&self, scope: &str) -> Result<DeviceCode, DeviceError> {
         let scope = with_offline_access(scope);

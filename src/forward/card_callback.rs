@@ -7,7 +7,10 @@
 //! [`DEADLINE`] and becomes the callback response (toast and/or card). A
 //! sink that is slow or down gets the user a neutral toast instead of an
 //! error, and the miss is logged and counted; the event is recorded in the
-//! dedup ledger like any other, so a redelivery is not asked again.
+//! dedup ledger like any other, so a redelivery is not asked again. The sink
+//! gets the envelope without its verification token (see
+//! [`super::payload`]), and its answer may be at most
+//! [`super::sink::MAX_REPLY_BYTES`]; a larger one is a failed answer.
 //! Authorization cards still go to `CardAuth`.
 
 use std::sync::Arc;
@@ -57,7 +60,11 @@ pub fn handler(card_auth: Addr<CardAuth>, sink: Option<CallbackSink>) -> impl Ev
 
 async fn ask(sink: &CallbackSink, envelope: &Envelope) -> Value {
     let started = Instant::now();
-    let payload = String::from_utf8_lossy(&envelope.raw);
+    let Some(payload) = super::payload::for_sinks(envelope) else {
+        crate::metrics::bad_input("forward", "unparsable_envelope");
+        tracing::error!(event_id = %envelope.event_id, "an envelope that parsed once no longer does; the user got the fallback toast");
+        return fallback();
+    };
     let answer = sink
         .sink
         .request(

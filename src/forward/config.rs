@@ -4,13 +4,20 @@
 //! TOML defaults file, turned into the same JSON by `config`). Every sink is
 //! checked at start-up, and a problem is a `ConfigError` naming the sink, so
 //! a typo stops the service instead of silently dropping events.
+//!
+//! An HTTP sink must be `https://` unless it is on loopback: its requests
+//! carry the event and a signature anyone on the path could replay. Sink
+//! URLs are held as [`SinkAddress`]es, so none of this module's messages or
+//! dumps shows their credentials.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::address::SinkAddress;
 use crate::config::ConfigError;
+use crate::domain::base_url::is_loopback;
 use crate::domain::Secret;
 use crate::supervise::backoff::Backoff;
 
@@ -51,10 +58,10 @@ struct RawSink {
 #[derive(Debug, Clone)]
 pub enum SinkKind {
     /// POST the envelope, signed with HMAC-SHA256.
-    Http { url: url::Url, secret: Secret },
+    Http { url: SinkAddress, secret: Secret },
     /// Publish to JetStream stream `stream` under `subject_prefix`.
     Nats {
-        url: String,
+        url: SinkAddress,
         stream: String,
         subject_prefix: String,
     },
@@ -149,12 +156,8 @@ fn check(raw: RawSink) -> Result<SinkConfig, String> {
     }
     let kind = match raw.kind.as_deref() {
         Some("http") => {
-            let url = raw.url.as_deref().ok_or("an http sink needs a `url`")?;
-            let url =
-                url::Url::parse(url).map_err(|e| format!("`url` {url:?} is not a URL ({e})"))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(format!("`url` must be http:// or https://, not {url}"));
-            }
+            let url = SinkAddress::new(raw.url.ok_or("an http sink needs a `url`")?);
+            check_http_url(&url)?;
             let secret = raw
                 .secret
                 .ok_or("an http sink needs a `secret` to sign with")?;
@@ -169,8 +172,8 @@ fn check(raw: RawSink) -> Result<SinkConfig, String> {
             }
         }
         Some("nats") => {
-            let url = raw.url.unwrap_or_else(|| "nats://127.0.0.1:4222".into());
-            if !url.starts_with("nats://") && !url.starts_with("tls://") {
+            let url = SinkAddress::new(raw.url.unwrap_or_else(|| "nats://127.0.0.1:4222".into()));
+            if !url.expose().starts_with("nats://") && !url.expose().starts_with("tls://") {
                 return Err(format!("`url` must be nats://HOST:PORT, not {url}"));
             }
             let stream = raw.stream.unwrap_or_else(|| DEFAULT_STREAM.into());
@@ -247,6 +250,26 @@ fn check(raw: RawSink) -> Result<SinkConfig, String> {
     })
 }
 
+/// An HTTP sink's URL: `https://`, or `http://` on a loopback host.
+fn check_http_url(url: &SinkAddress) -> Result<(), String> {
+    let parsed =
+        url::Url::parse(url.expose()).map_err(|e| format!("`url` {url} is not a URL ({e})"))?;
+    let host = parsed
+        .host()
+        .ok_or_else(|| format!("`url` {url} has no host"))?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if is_loopback(&host) => Ok(()),
+        "http" => Err(format!(
+            "`url` {url} must use https:// (plain http:// is allowed only for 127.0.0.1, ::1 \
+             and localhost): events and their signatures must not cross a network in the clear"
+        )),
+        _ => Err(format!(
+            "`url` must be https:// (or http:// on loopback), not {url}"
+        )),
+    }
+}
+
 /// `*` matches any run of characters (dots included); everything else is literal.
 pub fn glob_match(pattern: &str, text: &str) -> bool {
     let Some((first, rest)) = pattern.split_once('*') else {
@@ -293,6 +316,36 @@ mod tests {
         assert_eq!(s.sinks_for("im.message.receive_v1").count(), 2);
         assert_eq!(s.sinks_for("contact.user.updated_v3").count(), 1);
         assert!(!format!("{s:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn http_sinks_need_https_off_loopback() {
+        let sink = |url: &str| {
+            ForwardSettings::parse(Some(
+                &serde_json::json!([{"name": "hook", "type": "http", "events": ["*"],
+                    "url": url, "secret": "0123456789abcdef"}])
+                .to_string(),
+            ))
+        };
+        for ok in [
+            "https://events.example.com/in",
+            "http://127.0.0.1:9/x",
+            "http://localhost:9/x",
+            "http://[::1]:9/x",
+        ] {
+            assert!(sink(ok).is_ok(), "{ok}");
+        }
+        let err = sink("http://hook:pa55word@events.example.com/in")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(VAR) && err.contains("`hook`") && err.contains("https://"),
+            "{err}"
+        );
+        assert!(
+            !err.contains("pa55word"),
+            "credentials are not echoed: {err}"
+        );
     }
 
     #[test]

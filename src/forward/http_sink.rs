@@ -7,6 +7,13 @@
 //! number ride along in headers so the endpoint can dedup without parsing.
 //! Any 2xx answer is a delivery; anything else (or no answer within the
 //! timeout) is retried by the outbox.
+//!
+//! Redirects are never followed: a 307 or 308 would re-send the body and
+//! its signature to whatever host the `Location` names. A 3xx is a failed
+//! delivery ([`SinkError::Redirect`]) that tells the operator to configure
+//! the final URL. A card-callback answer is read in chunks and refused once
+//! it passes [`MAX_REPLY_BYTES`], so a misbehaving endpoint cannot make the
+//! service buffer an unbounded body.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -14,7 +21,8 @@ use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
 
-use super::sink::{Delivery, SinkError};
+use super::address::SinkAddress;
+use super::sink::{Delivery, SinkError, MAX_REPLY_BYTES};
 use crate::domain::Secret;
 
 pub const HEADER_SIGNATURE: &str = "X-Lark-Forward-Signature";
@@ -32,12 +40,15 @@ pub struct HttpSink {
 }
 
 impl HttpSink {
-    pub fn new(url: url::Url, secret: Secret, timeout: Duration) -> Result<Self, SinkError> {
+    pub fn new(url: &SinkAddress, secret: Secret, timeout: Duration) -> Result<Self, SinkError> {
         let client = reqwest::Client::builder()
             .connect_timeout(timeout)
             .pool_max_idle_per_host(64)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
-            .map_err(|e| SinkError::Setup(e.to_string()))?;
+            .map_err(|e| SinkError::Setup(e.without_url().to_string()))?;
+        let url = url::Url::parse(url.expose())
+            .map_err(|e| SinkError::Setup(format!("`{url}` is not a URL ({e})")))?;
         Ok(Self {
             url,
             secret,
@@ -58,12 +69,21 @@ impl HttpSink {
         delivery: &Delivery<'_>,
         deadline: Duration,
     ) -> Result<Value, SinkError> {
-        let response = self.post(delivery, deadline.min(self.timeout)).await?;
-        let bytes = response.bytes().await.map_err(SinkError::from_reqwest)?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Object(Default::default()));
+        let mut response = self.post(delivery, deadline.min(self.timeout)).await?;
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_REPLY_BYTES as u64)
+        {
+            return Err(SinkError::ReplyTooLarge);
         }
-        serde_json::from_slice(&bytes).map_err(|e| SinkError::BadReply(e.to_string()))
+        let mut body = Vec::new();
+        while let Some(chunk) = response.chunk().await.map_err(SinkError::from_reqwest)? {
+            if body.len() + chunk.len() > MAX_REPLY_BYTES {
+                return Err(SinkError::ReplyTooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        super::sink::parse_reply(&body)
     }
 
     async fn post(
@@ -91,8 +111,12 @@ impl HttpSink {
             .send()
             .await
             .map_err(SinkError::from_reqwest)?;
-        if !response.status().is_success() {
-            return Err(SinkError::Status(response.status().as_u16()));
+        let status = response.status();
+        if status.is_redirection() {
+            return Err(SinkError::Redirect(status.as_u16()));
+        }
+        if !status.is_success() {
+            return Err(SinkError::Status(status.as_u16()));
         }
         Ok(response)
     }

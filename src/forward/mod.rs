@@ -1,7 +1,9 @@
 //! Forwarding the app's events to the operator's systems, durably.
 //!
-//! - [`config`]: `FORWARD_SINKS`, checked at start-up.
+//! - [`config`]: `FORWARD_SINKS`, checked at start-up; [`address`]: sink
+//!   URLs, masked wherever they are shown.
 //! - [`sink`], [`http_sink`], [`nats_sink`]: the destinations.
+//! - [`payload`]: what a sink gets of an event (no verification token).
 //! - [`outbox`]: the `Outbox` actor, which delivers queued rows with
 //!   retries, leases and dead letters.
 //! - [`card_callback`]: card callbacks for cards that are not ours, answered
@@ -12,11 +14,13 @@
 //! acks the platform, so an acked event is never lost; a crash after a
 //! delivery but before it is marked means it is delivered again.
 
+pub mod address;
 pub mod card_callback;
 pub mod config;
 pub mod http_sink;
 pub mod nats_sink;
 pub mod outbox;
+pub mod payload;
 pub mod sink;
 
 use std::sync::Arc;
@@ -56,9 +60,16 @@ impl Forwarding {
         if NOT_QUEUED.contains(&envelope.event_type.as_str()) {
             return Vec::new();
         }
-        let payload = String::from_utf8_lossy(&envelope.raw);
-        self.settings
-            .sinks_for(&envelope.event_type)
+        let mut sinks = self.settings.sinks_for(&envelope.event_type).peekable();
+        if sinks.peek().is_none() {
+            return Vec::new();
+        }
+        let Some(payload) = payload::for_sinks(envelope) else {
+            crate::metrics::bad_input("forward", "unparsable_envelope");
+            tracing::error!(event_id = %envelope.event_id, "an envelope that parsed once no longer does; not forwarded");
+            return Vec::new();
+        };
+        sinks
             .map(|sink| {
                 NewOutboxEvent::pending(
                     envelope.event_id.as_str(),

@@ -125,10 +125,7 @@ impl NatsSink {
                 }
                 _ => SinkError::Nats(e.to_string()),
             })?;
-        if reply.payload.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Value::Object(Default::default()));
-        }
-        serde_json::from_slice(&reply.payload).map_err(|e| SinkError::BadReply(e.to_string()))
+        super::sink::parse_reply(&reply.payload)
     }
 }
 

@@ -11,6 +11,11 @@
 //!
 //! It wakes when the router commits rows, and polls as a safety net (rows
 //! retried later, rows another replica queued, expired leases).
+//!
+//! At start it turns the pending rows of sinks that are no longer
+//! configured (renamed or removed) into dead letters with the reason
+//! `sink removed`: no lane would ever claim them, and as dead letters they
+//! are listed in `/admin/outbox` for an operator to see.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -251,6 +256,30 @@ impl Outbox {
         );
     }
 
+    /// Dead-letter the rows of sinks that are gone (see the module doc).
+    fn bury_unconfigured(&mut self, ctx: &mut Context<Self>) {
+        let configured: Vec<String> = self.lanes.iter().map(|l| l.config.name.clone()).collect();
+        let db = self.db.clone();
+        ctx.spawn(
+            async move {
+                db.write(move |c| outbox_event::bury_unconfigured(c, &configured))
+                    .await
+            }
+            .into_actor(self)
+            .map(|result, act, ctx| match result {
+                Ok(by_sink) => {
+                    for (sink, rows) in &by_sink {
+                        tracing::warn!(%sink, rows, "sink no longer configured: its pending events are now dead letters (GET /admin/outbox?state=dead)");
+                    }
+                    if !by_sink.is_empty() {
+                        act.refresh_gauges(ctx);
+                    }
+                }
+                Err(e) => act.failed(&e),
+            }),
+        );
+    }
+
     /// Pump whenever the router (or an operator's retry) wakes us.
     fn listen(&mut self, ctx: &mut Context<Self>) {
         let forwarding = self.forwarding.clone();
@@ -269,6 +298,7 @@ impl Managed for Outbox {
     const NAME: &'static str = NAME;
 
     fn on_start(&mut self, ctx: &mut Context<Self>) {
+        self.bury_unconfigured(ctx);
         self.listen(ctx);
         self.pump_all(ctx);
         self.refresh_gauges(ctx);

@@ -9,6 +9,10 @@ use super::config::{SinkConfig, SinkKind};
 use super::http_sink::HttpSink;
 use super::nats_sink::NatsSink;
 
+/// The largest card-callback answer a sink may give. A toast and a card
+/// fit in a few KiB; the platform itself caps a card well below this.
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+
 /// One event on its way to a sink.
 #[derive(Debug, Clone, Copy)]
 pub struct Delivery<'a> {
@@ -32,8 +36,12 @@ pub enum SinkError {
     Unreachable(String),
     #[error("answered HTTP {0}")]
     Status(u16),
+    #[error("answered HTTP {0}, a redirect, which is not followed: configure the final URL")]
+    Redirect(u16),
     #[error("answered with something that is not JSON: {0}")]
     BadReply(String),
+    #[error("answered with more than {} KiB", MAX_REPLY_BYTES / 1024)]
+    ReplyTooLarge,
     #[error("NATS: {0}")]
     Nats(String),
 }
@@ -69,14 +77,14 @@ impl Sink {
     pub async fn connect(config: &SinkConfig) -> Result<Self, SinkError> {
         Ok(match &config.kind {
             SinkKind::Http { url, secret } => {
-                Self::Http(HttpSink::new(url.clone(), secret.clone(), config.timeout)?)
+                Self::Http(HttpSink::new(url, secret.clone(), config.timeout)?)
             }
             SinkKind::Nats {
                 url,
                 stream,
                 subject_prefix,
             } => Self::Nats(Box::new(
-                NatsSink::connect(url, stream, subject_prefix, config.timeout).await?,
+                NatsSink::connect(url.expose(), stream, subject_prefix, config.timeout).await?,
             )),
         })
     }
@@ -104,4 +112,16 @@ impl Sink {
             .await
             .unwrap_or(Err(SinkError::Timeout))
     }
+}
+
+/// A card-callback answer: blank means `{}` (no toast, card unchanged),
+/// anything else must be JSON of at most [`MAX_REPLY_BYTES`].
+pub fn parse_reply(body: &[u8]) -> Result<Value, SinkError> {
+    if body.len() > MAX_REPLY_BYTES {
+        return Err(SinkError::ReplyTooLarge);
+    }
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Value::Object(Default::default()));
+    }
+    serde_json::from_slice(body).map_err(|e| SinkError::BadReply(e.to_string()))
 }

@@ -201,7 +201,7 @@ impl From<crate::auth::error::AuthError> for ApiError {
                 Self::conflict("auth_required", e.to_string())
             }
             A::BadInput(_) => Self::bad_request("bad_input", e.to_string()),
-            A::NoCode => Self::unavailable("not_configured", e.to_string()),
+            A::InProgress => Self::conflict("in_progress", e.to_string()),
             A::Exchange(_) => Self::bad_request("exchange_failed", e.to_string()),
             A::Platform(_) | A::DeviceLogin(_) => Self::BadGateway {
                 code: "platform_error",

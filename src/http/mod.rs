@@ -65,7 +65,10 @@ pub struct WebhookSettings {
 pub struct Readiness {
     /// `true` while the long connection is up; `None` when there is none.
     pub ws_connected: Option<watch::Receiver<bool>>,
-    pub fallback_to_http: bool,
+    /// `POST /webhook/event` is on (`WEBSOCKET_FALLBACK_TO_HTTP`) *and* has
+    /// a secret to verify callbacks with; without one it answers 503, so
+    /// it is no event path at all.
+    pub webhook_accepts: bool,
     /// Why the dedup ledger cannot write, while it cannot. A read-only
     /// ping misses this (a locked SQLite file still answers reads), and
     /// an event that cannot be recorded is not acked.
@@ -82,9 +85,12 @@ pub struct EventPath {
 }
 
 impl Readiness {
+    /// Where events can arrive now. The platform delivers through the one
+    /// mode the developer console sets, so the webhook counts only because
+    /// an app set to HTTP delivery (or moving between modes) uses it.
     pub fn event_path(&self) -> EventPath {
         let connected = self.ws_connected.as_ref().is_some_and(|rx| *rx.borrow());
-        match (connected, self.fallback_to_http) {
+        match (connected, self.webhook_accepts) {
             (true, _) => EventPath {
                 path: "websocket",
                 ready: true,

@@ -34,7 +34,6 @@ pub const AUTHORIZE_PATH: &str = "/open-apis/authen/v1/authorize";
 
 const TENANT_TOKEN_PATH: &str = "/open-apis/auth/v3/tenant_access_token/internal";
 const APP_TOKEN_PATH: &str = "/open-apis/auth/v3/app_access_token/internal";
-const OIDC_TOKEN_PATH: &str = "/open-apis/authen/v1/oidc/access_token";
 const OAUTH_TOKEN_PATH: &str = "/open-apis/authen/v2/oauth/token";
 /// The accounts host's token endpoint (device flow: polls and refreshes).
 pub const ACCOUNTS_TOKEN_PATH: &str = "/oauth/v3/token";
@@ -369,19 +368,6 @@ impl LarkClient {
             token.refresh_token = Some(refresh_token.to_owned());
         }
         Ok(token)
-    }
-
-    /// v1 OIDC code exchange, for codes from a card click (no redirect URI).
-    pub async fn exchange_code_v1(
-        &self,
-        app_access_token: &str,
-        code: &str,
-    ) -> Result<UserToken, LarkError> {
-        let req = ApiRequest::post(OIDC_TOKEN_PATH)
-            .bearer(app_access_token)
-            .json(json!({"grant_type": "authorization_code", "code": code}));
-        let a: UserTokenAnswer = self.envelope(req).await?;
-        Ok(a.into())
     }
 
     /// `GET /open-apis/authen/v1/user_info` as the user.

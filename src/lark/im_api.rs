@@ -109,9 +109,11 @@ impl LarkClient {
         .await
     }
 
-    /// `PATCH /open-apis/im/v1/messages/:message_id`: replace a sent card.
-    /// Both the old and the new card must declare
-    /// `"config": {"update_multi": true}`.
+    /// `PATCH /open-apis/im/v1/messages/:message_id`: replace a sent card
+    /// (lark-oapi `api/im/v1/resource/message.py` `patch`; body
+    /// `{"content": "<card JSON string>"}`, answer `data: {}`). Both the old
+    /// and the new card must declare `"config": {"update_multi": true}`,
+    /// and the token must be of the kind that sent it (the tenant token).
     pub async fn update_card(
         &self,
         tenant_token: &str,

@@ -34,14 +34,6 @@ fn start() -> (Simulator, LarkClient) {
     (sim, client)
 }
 
-async fn app_token(client: &LarkClient) -> String {
-    client
-        .app_access_token(SIM_APP_ID, SIM_APP_SECRET)
-        .await
-        .unwrap()
-        .token
-}
-
 async fn tenant_token(client: &LarkClient) -> String {
     client
         .tenant_access_token(SIM_APP_ID, SIM_APP_SECRET)
@@ -161,47 +153,6 @@ async fn rate_limits_carry_the_reset_time() {
         .tenant_access_token(SIM_APP_ID, SIM_APP_SECRET)
         .await
         .is_ok());
-}
-
-#[tokio::test]
-async fn card_codes_exchange_through_v1_once() {
-    let (sim, client) = start();
-    let oauth = &sim.state().open_api.oauth;
-    let app = app_token(&client).await;
-    let code = oauth.issue_code(ADA);
-
-    let token = client.exchange_code_v1(&app, &code).await.unwrap();
-    assert!(token.access_token.starts_with("u-"));
-    assert!(token.refresh_token.is_some());
-    assert_eq!(token.expires_in, Duration::from_secs(7200));
-    assert!(token.refresh_expires_in.is_some());
-    assert_eq!(
-        oauth.access_token_owner(&token.access_token).as_deref(),
-        Some(ADA)
-    );
-    let sent = &sim.recorder().requests_to("/oidc/access_token")[0];
-    assert_eq!(sent.bearer(), Some(app.as_str()));
-
-    let reused = client.exchange_code_v1(&app, &code).await.unwrap_err();
-    assert_eq!(api_code(&reused), codes::AUTH_CODE_USED);
-
-    let expired = oauth.issue_expired_code(ADA);
-    let err = client.exchange_code_v1(&app, &expired).await.unwrap_err();
-    assert_eq!(api_code(&err), codes::AUTH_CODE_EXPIRED);
-
-    let err = client
-        .exchange_code_v1(&app, "no-such-code")
-        .await
-        .unwrap_err();
-    assert_eq!(api_code(&err), codes::AUTH_CODE_INVALID);
-
-    // v1 wants the app access token, not a tenant token.
-    let tenant = tenant_token(&client).await;
-    let err = client
-        .exchange_code_v1(&tenant, &oauth.issue_code(ADA))
-        .await
-        .unwrap_err();
-    assert!(err.is_token_invalid());
 }
 
 #[tokio::test]

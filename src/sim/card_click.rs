@@ -1,12 +1,16 @@
 //! A simulated user clicking a button on a card the app sent.
 //!
 //! The platform turns a click on a `callback` button into a
-//! `card.action.trigger` event carrying the button's value and the clicking
-//! operator. The simulator additionally puts a fresh single-use
-//! authorization code for the operator into the value
-//! (`authorization_code`): that is how a code reaches the service on the
-//! card flow. The event is returned as envelope JSON, for the caller to
-//! deliver over the long connection or the webhook.
+//! `card.action.trigger` event carrying the button's own `value`, exactly
+//! as the card's author set it, the clicking operator, the delayed-update
+//! token and the message context (lark-oapi
+//! `event/callback/model/p2_card_action_trigger.py`: `operator`, `token`,
+//! `action{value, tag, ...}`, `host`, `context{open_message_id,
+//! open_chat_id}`). Nothing else: no authorization code ever arrives with a
+//! click. The event is returned as envelope JSON (schema 2.0, `header`
+//! as in §2.1 of the protocol notes), for the caller to deliver over the
+//! long connection (as a `type=event` frame, the SDKs' path, or a
+//! `type=card` one) or the webhook.
 
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -23,19 +27,16 @@ pub enum ClickError {
 }
 
 /// The `card.action.trigger` envelope for `open_id` clicking the first
-/// callback button of message `message_id`, with a fresh code for them.
+/// callback button of message `message_id` as the user sees it now (the
+/// original card, or its latest update).
 pub fn click(state: &SimState, message_id: &str, open_id: &str) -> Result<Value, ClickError> {
     let message = state
         .open_api
         .im
         .message(message_id)
         .ok_or_else(|| ClickError::NoMessage(message_id.to_owned()))?;
-    let mut value = callback_value(message.current())
+    let value = callback_value(message.current())
         .ok_or_else(|| ClickError::NoCallbackButton(message_id.to_owned()))?;
-    let code = state.open_api.oauth.issue_code(open_id);
-    if let Value::Object(map) = &mut value {
-        map.insert("authorization_code".into(), json!(code));
-    }
     Ok(envelope(
         state,
         open_id,

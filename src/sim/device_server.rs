@@ -99,6 +99,8 @@ struct Grant {
     state: GrantState,
     /// Scope asked for (Feishu's flow); echoed in the token answer.
     scope: Option<String>,
+    /// The account that approved, when a test names one ([`DeviceServerState::approve_as`]).
+    approved_by: Option<String>,
 }
 
 struct RefreshToken {
@@ -201,28 +203,60 @@ impl DeviceServerState {
     }
 
     /// The user approves `user_code`; false if no pending code has it.
+    /// On Feishu's flow the tokens are for whoever is signed in
+    /// ([`OAuthState::sign_in`](super::oauth::OAuthState::sign_in)).
     pub fn approve(&self, user_code: &str) -> bool {
-        self.decide(user_code, GrantState::Approved)
+        self.decide(user_code, GrantState::Approved, None)
+    }
+
+    /// The Feishu account `open_id` opens the verification link and
+    /// approves `user_code`: the tokens the poll then yields are theirs,
+    /// whoever the code was meant for (RFC 8628 §3.3: the code names the
+    /// request, the approving user is whoever is signed in at the page).
+    /// False if no pending code has it.
+    pub fn approve_as(&self, user_code: &str, open_id: &str) -> bool {
+        self.decide(user_code, GrantState::Approved, Some(open_id))
     }
 
     /// The user denies `user_code`; false if no pending code has it.
     pub fn deny(&self, user_code: &str) -> bool {
-        self.decide(user_code, GrantState::Denied)
+        self.decide(user_code, GrantState::Denied, None)
     }
 
-    fn decide(&self, user_code: &str, verdict: GrantState) -> bool {
+    fn decide(&self, user_code: &str, verdict: GrantState, by: Option<&str>) -> bool {
         let mut book = lock(&self.book);
-        match book
-            .grants
-            .iter_mut()
-            .find(|g| g.user_code == user_code && g.state == GrantState::Pending)
-        {
+        let now = book.now();
+        // An expired code cannot be decided any more (RFC 8628 §3.5).
+        match book.grants.iter_mut().find(|g| {
+            g.user_code == user_code
+                && g.state == GrantState::Pending
+                && now < g.issued_at + g.lifetime
+        }) {
             Some(grant) => {
                 grant.state = verdict;
+                grant.approved_by = by.map(str::to_owned);
                 true
             }
             None => false,
         }
+    }
+
+    /// Who approved the grant of `device_code`, when a test named them.
+    pub(super) fn approver(&self, device_code: &str) -> Option<String> {
+        lock(&self.book)
+            .grants
+            .iter()
+            .find(|g| g.device_code == device_code)
+            .and_then(|g| g.approved_by.clone())
+    }
+
+    /// The user codes of every device code issued so far, oldest first.
+    pub fn user_codes(&self) -> Vec<String> {
+        lock(&self.book)
+            .grants
+            .iter()
+            .map(|g| g.user_code.clone())
+            .collect()
     }
 
     /// The user code of the newest device code.
@@ -288,6 +322,7 @@ impl DeviceServerState {
             last_poll: None,
             state: GrantState::Pending,
             scope,
+            approved_by: None,
         });
         code
     }

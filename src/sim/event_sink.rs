@@ -2,8 +2,9 @@
 //! that forwarded events are POSTed to.
 //!
 //! Tests and benchmarks script it to fail a fraction of requests, go down
-//! (answer 503 to everything), or be slow, and read back which event ids it
-//! accepted. It checks every request's signature the way the README tells
+//! (answer 503 to everything), be slow, or answer with a redirect (a sink
+//! that moved, or a host trying to bounce requests elsewhere), and read back
+//! which event ids and bodies it accepted. It checks every request's signature the way the README tells
 //! an endpoint to, and counts the ones that fail.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,6 +27,9 @@ struct SinkState {
     down: AtomicBool,
     delay: Mutex<Duration>,
     reply: Mutex<Option<Value>>,
+    redirect: Mutex<Option<String>>,
+    /// The bodies of accepted requests, in order.
+    bodies: Mutex<Vec<Value>>,
     /// Event ids of accepted requests and when they came, in order,
     /// duplicates included.
     received: Mutex<Vec<(String, Instant)>>,
@@ -107,6 +111,17 @@ impl EventSink {
         *lock(&self.state.reply) = Some(reply);
     }
 
+    /// Answer every request with `307 Temporary Redirect` to `location`
+    /// (`None`: answer normally again).
+    pub fn set_redirect(&self, location: Option<&str>) {
+        *lock(&self.state.redirect) = location.map(str::to_owned);
+    }
+
+    /// The JSON bodies accepted so far, in order.
+    pub fn payloads(&self) -> Vec<Value> {
+        lock(&self.state.bodies).clone()
+    }
+
     /// Event ids accepted so far, in order, duplicates included.
     pub fn received(&self) -> Vec<String> {
         lock(&self.state.received)
@@ -151,6 +166,11 @@ async fn receive(req: HttpRequest, body: web::Bytes, state: web::Data<SinkState>
     if state.down.load(Ordering::SeqCst) {
         return HttpResponse::ServiceUnavailable().finish();
     }
+    if let Some(location) = lock(&state.redirect).clone() {
+        return HttpResponse::TemporaryRedirect()
+            .insert_header(("location", location))
+            .finish();
+    }
     let fail_ratio = *lock(&state.fail_ratio);
     if fail_ratio > 0.0 && rand::thread_rng().gen_bool(fail_ratio.min(1.0)) {
         return HttpResponse::InternalServerError().finish();
@@ -169,6 +189,9 @@ async fn receive(req: HttpRequest, body: web::Bytes, state: web::Data<SinkState>
         return HttpResponse::Unauthorized().finish();
     }
     lock(&state.received).push((event_id.to_owned(), Instant::now()));
+    if let Ok(payload) = serde_json::from_slice(&body) {
+        lock(&state.bodies).push(payload);
+    }
     match lock(&state.reply).clone() {
         Some(reply) => HttpResponse::Ok().json(reply),
         None => HttpResponse::NoContent().finish(),

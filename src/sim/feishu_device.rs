@@ -1,10 +1,26 @@
 //! Feishu's own device flow on the simulated accounts host
-//! (`lark-open-platform.md` §8.4): `POST /oauth/v1/device_authorization`
-//! with HTTP Basic app credentials, and `POST /oauth/v3/token` with the app
-//! credentials in the form (and its `refresh_token` grant, in JSON, see
-//! [`accounts_refresh`]). Grants share the device server's book, so
-//! [`DeviceServerState::approve`](super::device_server::DeviceServerState::approve)
-//! and `deny` decide them and `advance` ages them.
+//! (`lark-open-platform.md` §8.4), as larksuite/cli
+//! `internal/auth/device_flow.go` speaks it:
+//! - `POST /oauth/v1/device_authorization` (`RequestDeviceAuthorization`):
+//!   HTTP Basic `app_id:app_secret`, form `client_id` + `scope`; answers
+//!   RFC 8628 fields (`device_code`, `user_code`, `verification_uri`,
+//!   `verification_uri_complete`, `expires_in`, `interval`). The real
+//!   verification page's address is not in any source we have
+//!   (**unconfirmed**); ours is on the simulator's own origin.
+//! - `POST /oauth/v3/token` (`PollDeviceToken`): form `grant_type`
+//!   (device_code), `device_code`, `client_id`, `client_secret`; answers
+//!   `authorization_pending`, `slow_down` (a poll sooner than the
+//!   interval), `access_denied`, `expired_token`, or the flat token answer.
+//!   The reference client ignores the HTTP status and reads `error`, so the
+//!   status we answer (400) is immaterial.
+//! - The same `POST /oauth/v3/token` with a JSON body: the `refresh_token`
+//!   grant (larksuite/cli `uat_client.go`), see [`accounts_refresh`].
+//!
+//! Grants share the device server's book, so
+//! [`DeviceServerState::approve_as`](super::device_server::DeviceServerState::approve_as),
+//! `approve` and `deny` decide them and `advance` ages them. The tokens
+//! are the approving account's, whoever the code was asked for: that is
+//! what the service must check.
 //!
 //! Route names: `feishu_device_authorization`, `feishu_device_token`.
 
@@ -89,13 +105,19 @@ async fn token(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -
         return HttpResponse::BadRequest()
             .json(json!({"code": 20001, "error": "unsupported_grant_type"}));
     }
-    let (status, answer) = poll(&state.device, &state.app_id, field("device_code"));
+    let device_code = field("device_code");
+    let (status, answer) = poll(&state.device, &state.app_id, device_code);
     // The grant is the user's own: tokens the open platform accepts for
-    // whoever is signed in to the accounts site and approved it.
+    // whoever approved it on the accounts site.
     let (status, answer) = match status {
         200 => {
             let scope = answer["scope"].as_str().unwrap_or_default();
-            match state.open_api.oauth.grant_device_login(scope) {
+            let approver = state.device.approver(device_code);
+            match state
+                .open_api
+                .oauth
+                .grant_device_login(scope, approver.as_deref())
+            {
                 Some(issued) => (200, v2_token_answer(&issued)),
                 None => (
                     400,

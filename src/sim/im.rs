@@ -5,6 +5,13 @@
 //! - `im_send`: `POST /open-apis/im/v1/messages?receive_id_type=...`
 //! - `im_update`: `PATCH /open-apis/im/v1/messages/{message_id}`
 //!
+//! Sources: the send and patch pages of the IM docs
+//! (open.larkoffice.com `reference/im-v1/message/create.md`, `patch.md`)
+//! and lark-oapi `api/im/v1/resource/message.py` (`create`, `patch`: body
+//! `{"content": "<card JSON string>"}`, tenant token); see §6 of the
+//! protocol notes. Tests read each accepted PATCH back from
+//! [`SimMessage::updates`].
+//!
 //! Checks what the platform checks: `content` must be a JSON *string*
 //! holding a JSON object, a `uuid` repeats the first send's answer, and a
 //! card can only be updated when both the old and the new card declare

@@ -34,7 +34,7 @@ use crate::lark::codes;
 pub const EMAIL_SCOPE: &str = "contact:user.email:readonly";
 
 /// What a service with the default `OAUTH_SCOPES` is granted: the scope of
-/// seeded tokens and of codes issued by [`OAuthState::issue_code`].
+/// seeded tokens.
 pub fn default_scope() -> String {
     crate::config::defaults()
         .ok()
@@ -134,8 +134,6 @@ impl SimUser {
 /// Which endpoint family issued a refresh token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Generation {
-    /// `/open-apis/authen/v1/oidc/access_token`.
-    V1,
     /// The accounts host's `/oauth/v3/token` (device flow).
     Accounts,
     /// `/open-apis/authen/v2/oauth/token` (redirect flow).
@@ -318,25 +316,6 @@ impl OAuthState {
             .collect()
     }
 
-    /// A fresh code for `open_id` with [`default_scope`], bound to no
-    /// redirect URI: what a simulated card click produces. An unknown user
-    /// is added with a derived profile.
-    pub fn issue_code(&self, open_id: &str) -> String {
-        let mut inner = lock(&self.inner);
-        let life = Lifetime::starting_now(inner.code_ttl);
-        insert_code(&mut inner, open_id, &default_scope(), None, None, life)
-    }
-
-    /// A code that is already past its lifetime.
-    pub fn issue_expired_code(&self, open_id: &str) -> String {
-        let mut inner = lock(&self.inner);
-        let life = Lifetime {
-            expires_at: Instant::now(),
-            forced: true,
-        };
-        insert_code(&mut inner, open_id, &default_scope(), None, None, life)
-    }
-
     /// Lifetime of codes issued from now on.
     pub fn set_code_ttl(&self, ttl: Duration) {
         lock(&self.inner).code_ttl = ttl;
@@ -445,11 +424,16 @@ impl OAuthState {
         ))
     }
 
-    /// Tokens for the signed-in user, who just approved a device login on
-    /// the accounts site; `None` when nobody is signed in.
-    pub(super) fn grant_device_login(&self, scope: &str) -> Option<Issued> {
+    /// Tokens for the user who just approved a device login on the
+    /// accounts site: `approver`, or else whoever is signed in; `None` when
+    /// nobody is.
+    pub(super) fn grant_device_login(&self, scope: &str, approver: Option<&str>) -> Option<Issued> {
         let mut inner = lock(&self.inner);
-        let open_id = inner.signed_in.clone()?;
+        let open_id = match approver {
+            Some(open_id) => open_id.to_owned(),
+            None => inner.signed_in.clone()?,
+        };
+        ensure_user(&mut inner, &open_id);
         let offline = scope.split(' ').any(|s| s == "offline_access");
         Some(issue_tokens(
             &mut inner,
@@ -457,19 +441,6 @@ impl OAuthState {
             scope,
             Generation::Accounts,
             offline,
-        ))
-    }
-
-    /// v1 exchange: any live code; always issues a refresh token.
-    pub(super) fn exchange_code_v1(&self, code: &str) -> Result<Issued, Reject> {
-        let mut inner = lock(&self.inner);
-        let (open_id, scope) = redeem_code(&mut inner, code, |_| Ok(()))?;
-        Ok(issue_tokens(
-            &mut inner,
-            &open_id,
-            &scope,
-            Generation::V1,
-            true,
         ))
     }
 

@@ -6,8 +6,6 @@
 //!   Redirects (302) to `redirect_uri?code&state` for the user a test
 //!   [signed in](super::oauth::OAuthState::sign_in); answers a plain login
 //!   page without one.
-//! - `oidc_access_token`: the v1 OIDC code exchange (app access token
-//!   bearer, envelope answers).
 //! - `oauth_token`: the v2 endpoint (credentials in the body, flat answers,
 //!   errors in the RFC 6749 shape).
 //! - `user_info`: `GET /open-apis/authen/v1/user_info` (user token bearer).
@@ -20,8 +18,7 @@ use serde_json::{json, Value};
 
 use super::oauth::{Generation, Issued};
 use super::open_api::{
-    bearer, enter, flat, json_body, ok, optional, query_map, require_app_access_token, required,
-    Answer, Reject,
+    bearer, enter, flat, json_body, ok, optional, query_map, required, Answer, Reject,
 };
 use super::SimState;
 use crate::lark::codes;
@@ -29,10 +26,6 @@ use crate::lark::codes;
 /// Register the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/open-apis/authen/v1/authorize", web::get().to(authorize))
-        .route(
-            "/open-apis/authen/v1/oidc/access_token",
-            web::post().to(oidc_access_token),
-        )
         .route(
             "/open-apis/authen/v2/oauth/token",
             web::post().to(oauth_token),
@@ -97,34 +90,6 @@ fn token_data(issued: &Issued) -> Value {
         data["refresh_token"] = json!(refresh);
     }
     data
-}
-
-/// v1 answers carry `refresh_expires_in`; v1 always issues a refresh token.
-fn v1_answer(issued: &Issued) -> HttpResponse {
-    let mut data = token_data(issued);
-    data["refresh_expires_in"] = json!(issued.refresh_expires_in);
-    ok(data)
-}
-
-/// Route `oidc_access_token`.
-async fn oidc_access_token(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<SimState>,
-) -> Answer {
-    if let Some(r) = enter(&state, "oidc_access_token", &req, &body).await {
-        return Ok(r);
-    }
-    require_app_access_token(&state, &req)?;
-    let body = json_body(&req, &body)?;
-    if required(&body, "grant_type")? != "authorization_code" {
-        return Err(Reject::bad(
-            codes::OAUTH_INVALID_REQUEST,
-            "grant_type must be authorization_code",
-        ));
-    }
-    let code = required(&body, "code")?;
-    Ok(v1_answer(&state.open_api.oauth.exchange_code_v1(code)?))
 }
 
 /// Route `oauth_token` (v2): errors in the RFC 6749 shape.

@@ -249,19 +249,6 @@ pub(super) fn require_tenant_token(state: &SimState, req: &HttpRequest) -> Resul
     }
 }
 
-/// The request must carry a live app access token.
-pub(super) fn require_app_access_token(state: &SimState, req: &HttpRequest) -> Result<(), Reject> {
-    let token = bearer(req)?;
-    if state.open_api.is_valid_app_access_token(token) {
-        Ok(())
-    } else {
-        Err(Reject::bad(
-            codes::APP_ACCESS_TOKEN_INVALID,
-            "app_access_token is invalid",
-        ))
-    }
-}
-
 /// A JSON object body sent as `application/json`, as the platform demands.
 pub(super) fn json_body(
     req: &HttpRequest,

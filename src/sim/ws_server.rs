@@ -884,7 +884,7 @@ mod tests {
 
     async fn endpoint_at(base: &str) -> Result<Endpoint, EndpointError> {
         let base = BaseUrl::parse(base).unwrap();
-        fetch_endpoint(&reqwest::Client::new(), &base, SIM_APP_ID, SIM_APP_SECRET).await
+        fetch_endpoint(&base, SIM_APP_ID, SIM_APP_SECRET).await
     }
 
     fn envelope(id: &str) -> Value {
@@ -910,7 +910,7 @@ mod tests {
         );
 
         let base = BaseUrl::parse(sim.base_url()).unwrap();
-        let err = fetch_endpoint(&reqwest::Client::new(), &base, SIM_APP_ID, "wrong")
+        let err = fetch_endpoint(&base, SIM_APP_ID, "wrong")
             .await
             .unwrap_err();
         assert!(!err.is_retryable(), "{err:?}");

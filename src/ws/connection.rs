@@ -112,7 +112,6 @@ struct Live {
 pub struct WsConnection {
     config: WsConfig,
     router: Addr<EventRouter>,
-    http: reqwest::Client,
     client_config: ClientConfig,
     phase: Phase,
     live: Option<Live>,
@@ -141,7 +140,6 @@ impl WsConnection {
         Self {
             config,
             router,
-            http: reqwest::Client::new(),
             client_config,
             phase: Phase::Connecting,
             live: None,
@@ -167,20 +165,15 @@ impl WsConnection {
             return;
         }
         self.phase = Phase::Connecting;
-        let http = self.http.clone();
         let config = self.config.clone();
         // A failed handshake still hands back the bootstrap's ClientConfig:
         // the SDKs apply it as soon as the bootstrap answers (lark-oapi
         // `ws/client.py` `_get_conn_url`), so the retries follow it.
         let attempt = async move {
-            let endpoint = fetch_endpoint(
-                &http,
-                &config.domain,
-                &config.app_id,
-                config.app_secret.expose(),
-            )
-            .await
-            .map_err(|e| (None, WsError::from(e)))?;
+            let endpoint =
+                fetch_endpoint(&config.domain, &config.app_id, config.app_secret.expose())
+                    .await
+                    .map_err(|e| (None, WsError::from(e)))?;
             let update = Some(endpoint.client_config);
             let (socket, _response) = tokio::time::timeout(
                 CONNECT_TIMEOUT,

@@ -160,12 +160,20 @@ pub fn parse_ws_url(url: &str) -> Result<(String, i32), EndpointError> {
 
 /// Ask the platform for a connection URL. Every (re)connect needs a fresh
 /// one, because the ticket in it is single-use.
+///
+/// The request carries `AppSecret`, so it must never be re-sent to another
+/// host: its client follows no redirects, and a 3xx answer is an
+/// [`EndpointError::Status`] like any other non-200 (retried later). The
+/// client is built per call: reconnects come minutes apart, so a pooled
+/// connection would be gone by the next one anyway.
 pub async fn fetch_endpoint(
-    http: &reqwest::Client,
     base: &BaseUrl,
     app_id: &str,
     app_secret: &str,
 ) -> Result<Endpoint, EndpointError> {
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
     let response = http
         .post(base.join(ENDPOINT_PATH))
         .timeout(ENDPOINT_TIMEOUT)
@@ -341,6 +349,22 @@ mod tests {
                 .unwrap(),
             ("a".to_owned(), -2)
         );
+    }
+
+    #[tokio::test]
+    async fn a_redirect_is_not_followed_with_the_app_secret() {
+        use crate::sim::event_sink::EventSink;
+        let elsewhere = EventSink::start("0123456789abcdef").unwrap();
+        let redirector = EventSink::start("0123456789abcdef").unwrap();
+        redirector.set_redirect(Some(elsewhere.url()));
+        let base = BaseUrl::parse(redirector.url()).unwrap();
+        let err = fetch_endpoint(&base, "cli_x", "app-secret-value")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, EndpointError::Status(307)), "{err:?}");
+        assert!(err.is_retryable());
+        assert_eq!(redirector.requests(), 1);
+        assert_eq!(elsewhere.requests(), 0, "the request went no further");
     }
 
     #[test]

@@ -221,6 +221,124 @@ async fn dead_letters_are_listed_and_retried_once_the_sink_is_back() {
     }
 }
 
+/// The dead letters `app` lists.
+async fn dead_letters(app: &TestApp) -> Option<Vec<Value>> {
+    let body: Value = app
+        .admin_get("/admin/outbox?state=dead")
+        .await
+        .json()
+        .await
+        .ok()?;
+    body["rows"].as_array().cloned()
+}
+
+#[actix_rt::test]
+async fn forwarded_events_carry_no_verification_token() {
+    for db in backends() {
+        let backend = db.backend();
+        let sink = EventSink::start(SECRET).unwrap();
+        let sinks = http_sinks(&sink, "im.message.*");
+        let app = spawn(db, &[("FORWARD_SINKS", &sinks)], |_| {}, |b| b).await;
+        let sent = event(0, "token");
+        assert_eq!(
+            sent["header"]["token"], "v",
+            "the platform's envelope has one"
+        );
+        app.deliver(&sent).await;
+        let got = wait_for("the forwarded event", Duration::from_secs(10), || async {
+            sink.payloads().into_iter().next()
+        })
+        .await;
+        assert!(got["header"].get("token").is_none(), "{backend}: {got}");
+        assert_eq!(got["header"]["event_id"], "token-0", "{backend}");
+        assert_eq!(got["event"], sent["event"], "{backend}: the rest is kept");
+        app.stop().await;
+    }
+}
+
+#[actix_rt::test]
+async fn a_sink_answering_a_redirect_gets_no_second_post_elsewhere() {
+    for db in backends() {
+        let backend = db.backend();
+        let elsewhere = EventSink::start(SECRET).unwrap();
+        let sink = EventSink::start(SECRET).unwrap();
+        sink.set_redirect(Some(elsewhere.url()));
+        let sinks = json!([{
+            "name": "moved", "type": "http", "events": ["im.message.*"], "url": sink.url(),
+            "secret": SECRET, "max_attempts": 2, "backoff_base_ms": 10, "backoff_max_ms": 20
+        }])
+        .to_string();
+        let app = spawn(db, &[("FORWARD_SINKS", &sinks)], |_| {}, |b| b).await;
+        app.deliver(&event(0, "redirect")).await;
+        let dead = wait_for("the dead letter", Duration::from_secs(20), || async {
+            dead_letters(&app).await.filter(|rows| !rows.is_empty())
+        })
+        .await;
+        assert_eq!(dead[0]["attempts"], 2, "{backend}: {dead:?}");
+        let error = dead[0]["last_error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("307") && error.contains("not followed"),
+            "{backend}: {error}"
+        );
+        assert_eq!(sink.requests(), 2, "{backend}: one POST per attempt");
+        assert_eq!(
+            elsewhere.requests(),
+            0,
+            "{backend}: nothing reached the redirect target"
+        );
+        app.stop().await;
+    }
+}
+
+#[actix_rt::test]
+async fn rows_of_a_removed_sink_become_dead_letters() {
+    const N: usize = 20;
+    for db in backends() {
+        let backend = db.backend();
+        let sink = EventSink::start(SECRET).unwrap();
+        sink.set_down(true);
+        let old = json!([{
+            "name": "old-hook", "type": "http", "events": ["im.message.*"], "url": sink.url(),
+            "secret": SECRET, "backoff_base_ms": 60000, "backoff_max_ms": 60000
+        }])
+        .to_string();
+        let sim = Simulator::start().unwrap();
+        sim.ws()
+            .set_client_config(crate::support::test_client_config(30));
+        let first = Replica::start(settings_for(&sim, &db, &[("FORWARD_SINKS", &old)]));
+        let report = sim
+            .ws()
+            .stream_events(N, 16, Duration::from_secs(20), |i| event(i, "removed"))
+            .await;
+        assert_eq!(report.acked, N, "{backend}");
+        assert_eq!(
+            first.outbox_rows("pending").await,
+            Some(N),
+            "{backend}: queued"
+        );
+        first.kill().await;
+
+        // The sink is renamed: the queued rows have nobody to go to.
+        let renamed = old.replace("old-hook", "new-hook");
+        let app = spawn(db, &[("FORWARD_SINKS", &renamed)], |_| {}, |b| b).await;
+        let dead = wait_for("the dead letters", Duration::from_secs(10), || async {
+            dead_letters(&app).await.filter(|rows| rows.len() == N)
+        })
+        .await;
+        for row in &dead {
+            assert_eq!(row["sink"], "old-hook", "{backend}: {row}");
+            assert_eq!(row["last_error"], "sink removed", "{backend}: {row}");
+        }
+        let retry = app
+            .admin_post(&format!("/admin/outbox/{}/retry", dead[0]["id"]), json!({}))
+            .await;
+        assert_eq!(retry.status(), 409, "{backend}");
+        let body: Value = retry.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "sink_removed", "{backend}: {body}");
+        app.stop().await;
+    }
+}
+
 #[actix_rt::test]
 async fn a_restart_in_the_middle_loses_nothing() {
     const N: usize = 400;
@@ -424,6 +542,26 @@ async fn foreign_card_callbacks_are_answered_by_the_sink_or_a_neutral_toast() {
         || sink.set_delay(Duration::from_secs(4)),
     )
     .await;
+    let asked = sink.payloads();
+    assert!(
+        asked[0]["header"].get("token").is_none(),
+        "no verification token: {}",
+        asked[0]
+    );
+
+    // An answer over 64 KiB is refused: the user gets the neutral toast.
+    sink.set_delay(Duration::ZERO);
+    sink.set_reply(json!({"toast": {"type": "info", "content": "x".repeat(70 * 1024)}}));
+    let outcome = app.deliver(&foreign_click(&app.sim)).await;
+    assert_eq!(outcome.body().unwrap()["toast"]["content"], FALLBACK_TOAST);
+    let metrics = app.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "lark_forward_total{sink=\"hook\",outcome=\"error\"}"
+        ),
+        Some(1.0)
+    );
     app.stop().await;
 }
 
@@ -490,6 +628,30 @@ async fn foreign_card_callbacks_are_answered_over_nats_request_reply() {
     );
     responder.abort();
     app.stop().await;
+}
+
+#[test]
+fn a_plain_http_sink_off_loopback_stops_start_up() {
+    let out = crate::support::binary::lark_service()
+        .args(["serve"])
+        .env("APP_ID", lark_service::sim::SIM_APP_ID)
+        .env("APP_SECRET", "x")
+        .env("ENCRYPTION_KEY", "11".repeat(32))
+        .env(
+            "FORWARD_SINKS",
+            r#"[{"name":"billing-hook","type":"http","events":["*"],"url":"http://user:hunter22@events.example.com/in","secret":"0123456789abcdef"}]"#,
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("FORWARD_SINKS")
+            && stderr.contains("billing-hook")
+            && stderr.contains("must use https://"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter22"), "{stderr}");
 }
 
 #[test]

@@ -39,10 +39,42 @@ async fn events_are_reassembled_handled_and_acked_with_their_message_id() {
     assert_eq!(seen.get("e-split"), Some(&1));
 }
 
+/// The callback answer in the ack of `message_id`, once acked.
+async fn acked_answer(app: &TestApp, message_id: &str) -> Value {
+    let ws = app.sim.ws();
+    assert!(
+        ws.wait_until(Duration::from_secs(5), |w| w
+            .acks()
+            .iter()
+            .any(|a| a.message_id == message_id))
+            .await
+    );
+    let ack = ws
+        .acks()
+        .into_iter()
+        .find(|a| a.message_id == message_id)
+        .unwrap();
+    assert_eq!(ack.code, 200);
+    ack.data.expect("a callback ack carries the response")
+}
+
+fn verification_link(answer: &Value) -> String {
+    answer["card"]["data"]["body"]["elements"]
+        .as_array()
+        .and_then(|els| els.iter().find(|e| e["tag"] == "button"))
+        .and_then(|b| b["behaviors"][0]["default_url"].as_str())
+        .unwrap_or_else(|| panic!("no verification link in {answer}"))
+        .to_owned()
+}
+
 #[actix_rt::test]
-async fn a_card_click_over_the_long_connection_completes_authorization() {
+async fn card_clicks_over_the_long_connection_lead_to_a_completed_authorization() {
     for db in backends() {
-        let (app, _) = counting_app(db, &[], |_| {}).await;
+        let backend = db.backend();
+        let (app, _) = counting_app(db, &[], |sim| {
+            sim.state().device.configure(|s| s.interval = 1)
+        })
+        .await;
         let alice = "ou_alice_ws_000000000000000001";
         let mut user = SimUser::new(alice, "Alice");
         user.email = Some("alice@example.com".into());
@@ -53,31 +85,36 @@ async fn a_card_click_over_the_long_connection_completes_authorization() {
             .json()
             .await
             .unwrap();
-        let click = card_click::click(app.sim.state(), sent["message_id"].as_str().unwrap(), alice)
+        let card_message = sent["message_id"].as_str().unwrap();
+
+        // The click arrives as the SDKs receive it: a `type=event` frame.
+        let click = card_click::click(app.sim.state(), card_message, alice).unwrap();
+        let first = acked_answer(&app, &app.sim.ws().push_event(&click)).await;
+        let link = verification_link(&first);
+
+        // Some setups deliver clicks as `type=card` frames: answered alike.
+        let click = card_click::click(app.sim.state(), card_message, alice).unwrap();
+        let second = acked_answer(&app, &app.sim.ws().push_card(&click)).await;
+        assert_eq!(verification_link(&second), link, "{backend}");
+
+        let user_code = url::Url::parse(&link)
+            .unwrap()
+            .query_pairs()
+            .find(|(k, _)| k == "user_code")
+            .map(|(_, v)| v.into_owned())
             .unwrap();
-        let message_id = app.sim.ws().push_card(&click);
-        assert!(app.sim.ws().wait_for_acks(1, Duration::from_secs(5)).await);
-        let ack = app
-            .sim
-            .ws()
-            .acks()
-            .into_iter()
-            .find(|a| a.message_id == message_id)
-            .unwrap();
-        assert_eq!(ack.code, 200);
-        let data = ack.data.expect("a callback ack carries the response");
-        assert_eq!(data["toast"]["type"], "success", "{data}");
-        let session: Value = app
-            .admin_get(&format!(
-                "/admin/sessions/{}",
-                sent["session_id"].as_str().unwrap()
-            ))
-            .await
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(session["state"], "completed");
-        assert_eq!(session["email"], "alice@example.com");
+        assert!(app.sim.state().device.approve_as(&user_code, alice));
+        let path = format!("/admin/sessions/{}", sent["session_id"].as_str().unwrap());
+        let session = wait_for(
+            "the session to complete",
+            Duration::from_secs(20),
+            || async {
+                let s: Value = app.admin_get(&path).await.json().await.ok()?;
+                (s["state"] == "completed").then_some(s)
+            },
+        )
+        .await;
+        assert_eq!(session["email"], "alice@example.com", "{backend}");
     }
 }
 
@@ -284,6 +321,56 @@ async fn fifteen_refused_handshakes_in_a_row_are_outlasted_without_a_process_res
                 .any(|a| a.message_id == message_id))
             .await
     );
+}
+
+/// `/readyz` once `ws_connection` is refused (so the long connection is
+/// down for good in this test), with `extra` configuration.
+async fn readiness_with_the_long_connection_down(
+    db: TestDb,
+    extra: &[(&str, &str)],
+) -> (u16, Value) {
+    let app = spawn(
+        db,
+        extra,
+        |sim| sim.ws().refuse_handshakes(100, 403, None),
+        |b| b,
+    )
+    .await;
+    wait_for(
+        "the connection to be refused",
+        Duration::from_secs(10),
+        || async { (ws_actor(&app).await?["state"] == "refused").then_some(()) },
+    )
+    .await;
+    let resp = app.get("/readyz").await;
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap())
+}
+
+#[actix_rt::test]
+async fn readiness_fails_with_the_long_connection_down_and_no_webhook_secret() {
+    for db in backends() {
+        let backend = db.backend();
+        // The webhook is enabled by default, but without a secret it answers 503.
+        let (status, body) = readiness_with_the_long_connection_down(db, &[]).await;
+        assert_eq!(status, 503, "{backend}: {body}");
+        assert_eq!(body["events"], "none", "{backend}");
+        assert_eq!(body["webhook_accepts"], false, "{backend}");
+        assert_eq!(body["database"], "ok", "{backend}");
+    }
+}
+
+#[actix_rt::test]
+async fn readiness_holds_with_the_long_connection_down_when_the_webhook_is_configured() {
+    for db in backends() {
+        let backend = db.backend();
+        let (status, body) =
+            readiness_with_the_long_connection_down(db, &[("LARK_VERIFICATION_TOKEN", "vtok")])
+                .await;
+        assert_eq!(status, 200, "{backend}: {body}");
+        assert_eq!(body["events"], "webhook", "{backend}");
+        assert_eq!(body["webhook_accepts"], true, "{backend}");
+    }
 }
 
 fn now_secs() -> u64 {

@@ -15,6 +15,7 @@ mod echo_bot;
 mod events;
 mod faults;
 mod forwarding;
+mod key_rotation;
 mod long_connection;
 mod openapi;
 mod operator_assets;

@@ -4,5 +4,6 @@
 pub mod device_token;
 pub mod outbox_event;
 pub mod processed_event;
+pub mod sealed_value;
 pub mod sync_run;
 pub mod user_auth_session;

@@ -249,14 +249,6 @@ pub fn retry(conn: &mut AnyConnection, id: i64) -> Result<Option<OutboxEvent>, D
         .optional()?)
 }
 
-/// Does row `id` exist (in any state)?
-pub fn exists(conn: &mut AnyConnection, id: i64) -> Result<bool, DbError> {
-    Ok(
-        diesel::select(diesel::dsl::exists(o::event_outbox.filter(o::id.eq(id))))
-            .get_result(conn)?,
-    )
-}
-
 /// How many rows are pending and how many are dead.
 pub fn backlog(conn: &mut AnyConnection) -> Result<(i64, i64), DbError> {
     let pending = o::event_outbox
@@ -278,4 +270,51 @@ pub fn prune_delivered(conn: &mut AnyConnection, before: NaiveDateTime) -> Resul
             .filter(o::created_at.lt(before)),
     )
     .execute(conn)?)
+}
+
+/// Why rows of a sink no longer configured became dead letters.
+pub const SINK_REMOVED: &str = "sink removed";
+
+/// Make the pending rows of every sink not in `configured` dead letters
+/// with the reason [`SINK_REMOVED`], so they show in the dead-letter list
+/// instead of waiting forever. Leased rows too: a lease may be a dead
+/// replica's, and clearing it makes a live one's late outcome a no-op (the
+/// row stays a dead letter, to retry once the sink is back). Returns how
+/// many rows each such sink had.
+pub fn bury_unconfigured(
+    conn: &mut AnyConnection,
+    configured: &[String],
+) -> Result<Vec<(String, i64)>, DbError> {
+    let now = crate::db::now();
+    let orphaned = o::event_outbox
+        .filter(o::state.eq(PENDING))
+        .filter(o::sink.ne_all(configured));
+    let by_sink: Vec<(String, i64)> = orphaned
+        .clone()
+        .group_by(o::sink)
+        .select((o::sink, diesel::dsl::count_star()))
+        .order(o::sink)
+        .load(conn)?;
+    if by_sink.is_empty() {
+        return Ok(by_sink);
+    }
+    diesel::update(orphaned)
+        .set((
+            o::state.eq(DEAD),
+            o::next_attempt_at.eq(now),
+            o::claimed_by.eq(None::<String>),
+            o::claimed_until.eq(None::<NaiveDateTime>),
+            o::last_error.eq(SINK_REMOVED),
+        ))
+        .execute(conn)?;
+    Ok(by_sink)
+}
+
+/// The sink of row `id`, if there is such a row.
+pub fn sink_of(conn: &mut AnyConnection, id: i64) -> Result<Option<String>, DbError> {
+    Ok(o::event_outbox
+        .filter(o::id.eq(id))
+        .select(o::sink)
+        .first(conn)
+        .optional()?)
 }

@@ -116,6 +116,40 @@ pub fn expire_overdue(conn: &mut AnyConnection, now: NaiveDateTime) -> Result<us
     .execute(conn)?)
 }
 
+/// Pending sessions past their deadline whose card was sent: the ones an
+/// expiry sweep has to show on their card.
+pub fn overdue_with_cards(
+    conn: &mut AnyConnection,
+    now: NaiveDateTime,
+) -> Result<Vec<String>, DbError> {
+    Ok(s::user_auth_sessions
+        .filter(s::state.eq(SessionState::Pending.as_str()))
+        .filter(s::expires_at.le(now))
+        .filter(s::message_id.is_not_null())
+        .select(s::session_id)
+        .load(conn)?)
+}
+
+/// `(session_id, message_id)` of those of `session_ids` now in `state`.
+pub fn cards_in_state(
+    conn: &mut AnyConnection,
+    session_ids: &[String],
+    state: SessionState,
+) -> Result<Vec<(String, String)>, DbError> {
+    if session_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(String, Option<String>)> = s::user_auth_sessions
+        .filter(s::session_id.eq_any(session_ids))
+        .filter(s::state.eq(state.as_str()))
+        .select((s::session_id, s::message_id))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, message)| Some((id, message?)))
+        .collect())
+}
+
 /// What completing a session writes.
 #[derive(Debug, Clone, AsChangeset)]
 #[diesel(table_name = crate::db::schema::user_auth_sessions)]

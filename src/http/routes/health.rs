@@ -23,6 +23,8 @@ pub struct Ready {
     pub database: &'static str,
     /// Where events arrive: `websocket`, `webhook` or `none`.
     pub events: &'static str,
+    /// `POST /webhook/event` is enabled and has a secret to verify with.
+    pub webhook_accepts: bool,
 }
 
 /// The process answers.
@@ -33,8 +35,9 @@ pub async fn healthz() -> HttpResponse {
 }
 
 /// 200 when the database answers and takes writes, and events can arrive
-/// (the long connection is up, or the webhook fallback is on); 503 with the
-/// reasons otherwise.
+/// (the long connection is up, or the webhook is enabled and configured
+/// with an encrypt key or verification token); 503 with the reasons
+/// otherwise.
 #[utoipa::path(tag = "health", responses(
     (status = 200, description = "ready", body = Ready),
     (status = 503, description = "not ready, with the reasons", body = Ready),
@@ -58,6 +61,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         status: if ready { "ready" } else { "not_ready" },
         database: if db_ok { "ok" } else { "unavailable" },
         events: events.path,
+        webhook_accepts: state.readiness.webhook_accepts,
     };
     if ready {
         HttpResponse::Ok().json(body)

@@ -53,6 +53,16 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(OutboxList { rows }))
 }
 
+/// What a retry request found.
+enum Retried {
+    Pending(Box<OutboxEvent>),
+    NotDead,
+    NoSuchRow,
+    /// The row's sink is not configured (any more): retrying would leave
+    /// the row pending with nobody to deliver it.
+    SinkRemoved(String),
+}
+
 /// Make a dead letter pending again, with a fresh set of attempts.
 #[utoipa::path(tag = "admin", security(("bearer" = [])),
     params(("id" = String, Path, description = "outbox row id")),
@@ -71,23 +81,41 @@ pub async fn retry(
     let id: i64 = id.parse().map_err(|_| {
         ApiError::bad_request("bad_outbox_id", format!("`{id}` is not an outbox row id"))
     })?;
-    let row = state
+    let configured: Vec<String> = state
+        .forwarding
+        .settings()
+        .sinks
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let outcome = state
         .db
         .write(move |c| {
-            let row = outbox_event::retry(c, id)?;
-            Ok((row, outbox_event::exists(c, id)?))
+            Ok(match outbox_event::sink_of(c, id)? {
+                None => Retried::NoSuchRow,
+                Some(sink) if !configured.contains(&sink) => Retried::SinkRemoved(sink),
+                Some(_) => outbox_event::retry(c, id)?
+                    .map_or(Retried::NotDead, |row| Retried::Pending(Box::new(row))),
+            })
         })
         .await?;
-    match row {
-        (Some(row), _) => {
+    match outcome {
+        Retried::Pending(row) => {
             state.forwarding.wake();
             Ok(HttpResponse::Ok().json(row))
         }
-        (None, true) => Err(ApiError::conflict(
+        Retried::NotDead => Err(ApiError::conflict(
             "not_dead",
             format!("outbox row {id} is not a dead letter; only dead letters are retried"),
         )),
-        (None, false) => Err(ApiError::not_found(
+        Retried::SinkRemoved(sink) => Err(ApiError::conflict(
+            "sink_removed",
+            format!(
+                "outbox row {id} is for sink `{sink}`, which is not configured: \
+                 add it to FORWARD_SINKS again to retry its rows"
+            ),
+        )),
+        Retried::NoSuchRow => Err(ApiError::not_found(
             "unknown_outbox_row",
             format!("no outbox row {id}"),
         )),
