@@ -26,6 +26,8 @@ pub const AUTH_CARD_UPDATES: &str = "lark_auth_card_updates_total";
 pub const USER_AUTH_SUCCESS_RATE: &str = "lark_user_auth_success_rate";
 pub const TOKEN_REFRESH: &str = "lark_token_refresh_total";
 pub const TOKENS_EXPIRING_SOON: &str = "lark_tokens_expiring_within_hour";
+pub const TOKEN_STORE_PENDING: &str = "lark_token_store_pending";
+pub const TOKEN_STORE_WAIT_SECONDS: &str = "lark_token_store_wait_seconds";
 pub const USER_SYNC_RUNS: &str = "lark_user_sync_runs_total";
 pub const USER_SYNC_USERS: &str = "lark_user_sync_users_total";
 pub const USER_SYNC_PROGRESS: &str = "lark_user_sync_progress_ratio";
@@ -57,6 +59,8 @@ pub const ALL: &[&str] = &[
     USER_AUTH_SUCCESS_RATE,
     TOKEN_REFRESH,
     TOKENS_EXPIRING_SOON,
+    TOKEN_STORE_PENDING,
+    TOKEN_STORE_WAIT_SECONDS,
     USER_SYNC_RUNS,
     USER_SYNC_USERS,
     USER_SYNC_PROGRESS,
@@ -143,6 +147,15 @@ fn describe() {
         TOKENS_EXPIRING_SOON,
         "Completed sessions whose access token expires within an hour"
     );
+    describe_gauge!(
+        TOKEN_STORE_PENDING,
+        "Refreshed token pairs whose refresh token is spent and that wait for the database to store them"
+    );
+    describe_histogram!(
+        TOKEN_STORE_WAIT_SECONDS,
+        Unit::Seconds,
+        "Time from the platform's new pair to its commit"
+    );
     describe_counter!(USER_SYNC_RUNS, "User-info sync runs by outcome");
     describe_counter!(USER_SYNC_USERS, "Users visited by the sync, by outcome");
     describe_gauge!(USER_SYNC_PROGRESS, "Progress of the running sync (0..1)");
@@ -203,6 +216,8 @@ fn zero_samples(actor_names: &[&'static str]) {
         counter!(TOKEN_REFRESH, "outcome" => outcome).increment(0);
     }
     gauge!(TOKENS_EXPIRING_SOON).increment(0.0);
+    gauge!(TOKEN_STORE_PENDING).increment(0.0);
+    histogram!(TOKEN_STORE_WAIT_SECONDS).record(0.0);
     for outcome in ["ok", "failed", "skipped"] {
         counter!(USER_SYNC_RUNS, "outcome" => outcome).increment(0);
     }

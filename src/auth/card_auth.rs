@@ -21,6 +21,7 @@
 //! "Authorized as NAME", or the reason it failed or expired.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix::prelude::*;
 use chrono::NaiveDateTime;
@@ -50,6 +51,10 @@ use crate::refresh::app_token_cache::{with_tenant_token, AppCallError, AppTokenC
 use crate::supervise::{Lifecycle, Managed};
 
 pub const NAME: &str = "card_auth";
+
+/// How long a click may take before it is answered "click again": inside
+/// the event router's handler timeout, itself inside the platform's 3 s.
+const CLICK_BUDGET: Duration = Duration::from_millis(2_200);
 
 /// The event type of card clicks.
 pub const CARD_ACTION: &str = "card.action.trigger";
@@ -308,8 +313,24 @@ impl Handler<HandleCardAction> for CardAuth {
                 ),
             })
         };
+        // Whatever is slow (the database, the accounts host), the click is
+        // answered: a late answer is no answer, and the platform shows the
+        // user an error.
+        let answered = async move {
+            match tokio::time::timeout(CLICK_BUDGET, work).await {
+                Ok(answer) => answer,
+                Err(_) => {
+                    tracing::warn!(%session_id, "card click not settled within {CLICK_BUDGET:?}");
+                    Ok(callback(
+                        "error",
+                        "This is taking longer than usual; click again in a moment to retry.",
+                        None,
+                    ))
+                }
+            }
+        };
         Box::pin(
-            fut::wrap_future(work)
+            fut::wrap_future(answered)
                 .map(|answer: Result<Value, HandlerError>, _, _| answer.map(Some)),
         )
     }

@@ -122,10 +122,14 @@ impl ConnectionManager {
                 // The busy timeout comes first: switching to WAL takes a
                 // lock too, and another process may hold it. WAL lets
                 // readers proceed during a write; the timeout makes
-                // concurrent writers queue instead of failing.
+                // concurrent writers queue instead of failing. FULL syncs
+                // the WAL on every commit: with NORMAL a power loss can
+                // undo commits already acked (ledger rows, outbox rows,
+                // rotated token pairs). The ledger's group commit keeps
+                // that one fsync per batch of events.
                 c.batch_execute(&format!(
                     "PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+                     PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
                 ))?;
                 Ok(AnyConnection::Sqlite(c))
             }

@@ -8,6 +8,14 @@
 //! A message carries a closure over the query functions in `models`, and is
 //! one transaction: a batch (say, a page of processed events) commits or
 //! fails as a whole, so no half-written state is ever visible.
+//!
+//! [`Db`] also remembers whether the database is failing: the last write
+//! (or any read) that met an outage sets it, the next write that commits
+//! clears it. Work that would spend something the database must then
+//! record, such as a single-use refresh token, asks first.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use actix::prelude::*;
 use diesel::connection::{AnsiTransactionManager, TransactionManager};
@@ -82,6 +90,8 @@ fn write_transaction<R>(conn: &mut AnyConnection, work: Work<R>) -> Result<R, Db
 pub struct Db {
     addr: Addr<DbExecutor>,
     pool: Pool,
+    /// Set by an outage, cleared by a committed write.
+    failing: Arc<AtomicBool>,
 }
 
 impl Db {
@@ -90,7 +100,11 @@ impl Db {
         let threads = pool.max_size().max(1) as usize;
         let p = pool.clone();
         let addr = SyncArbiter::start(threads, move || DbExecutor { pool: p.clone() });
-        Self { addr, pool }
+        Self {
+            addr,
+            pool,
+            failing: Arc::default(),
+        }
     }
 
     /// Run read-only work.
@@ -112,7 +126,24 @@ impl Db {
     }
 
     async fn exec<R: Send + 'static>(&self, access: Access, work: Work<R>) -> Result<R, DbError> {
-        self.addr.send(Exec { access, work }).await?
+        let result = match self.addr.send(Exec { access, work }).await {
+            Ok(r) => r,
+            Err(e) => Err(e.into()),
+        };
+        match &result {
+            Err(e) if e.is_outage() => self.failing.store(true, Ordering::Relaxed),
+            // A read succeeds on SQLite while another process holds the
+            // write lock: only a commit shows writes work again.
+            Ok(_) if access == Access::Write => self.failing.store(false, Ordering::Relaxed),
+            _ => {}
+        }
+        result
+    }
+
+    /// Did the database's last answer say it is unavailable (and has no
+    /// write committed since)?
+    pub fn writes_failing(&self) -> bool {
+        self.failing.load(Ordering::Relaxed)
     }
 
     /// Is the database reachable right now?

@@ -34,6 +34,25 @@ pub enum DbError {
 }
 
 impl DbError {
+    /// Does the error say the database itself is unavailable (no
+    /// connection, a lock held elsewhere, a connection cut), rather than
+    /// that this statement was wrong? What [`Db::writes_failing`] tracks.
+    pub fn is_outage(&self) -> bool {
+        use diesel::result::{DatabaseErrorKind as Kind, Error};
+        match self {
+            Self::Pool(_) | Self::Connect(_) | Self::Mailbox(_) => true,
+            Self::Query(Error::DatabaseError(kind, _)) => !matches!(
+                kind,
+                Kind::UniqueViolation
+                    | Kind::ForeignKeyViolation
+                    | Kind::NotNullViolation
+                    | Kind::CheckViolation
+            ),
+            Self::Query(Error::BrokenTransactionManager) => true,
+            Self::Query(_) | Self::File { .. } | Self::Migration(_) => false,
+        }
+    }
+
     /// Did the statement break a uniqueness rule (a racing duplicate insert)?
     pub fn is_unique_violation(&self) -> bool {
         matches!(

@@ -7,7 +7,9 @@
 //! issued it: with `MEEGLE_HOST` naming another host, there is no local
 //! token for that host.
 
-use tracing::info;
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
 
 use super::clock::Clock;
 use super::env::EnvOverrides;
@@ -17,9 +19,22 @@ use super::mcp::McpCheck;
 use super::output::{
     StatusReport, TokenSource, REASON_NO_HOST, REASON_NO_LOCAL_TOKEN, REASON_TOKEN_REJECTED,
 };
-use super::store::{DeviceStore, StoredToken};
+use super::store::{DeviceStore, StoreError, StoredToken};
 use super::wire::DeviceClient;
+use crate::supervise::backoff::Backoff;
 use crate::telemetry::Masked;
+
+/// How long a refreshed grant whose save failed is kept in memory and
+/// saved again. The server has spent the old refresh token by then, so
+/// the grant is the only way to stay logged in; a command line cannot wait
+/// as long as the service does, but a minute outlasts a restarting
+/// database or a lock another process holds.
+pub const SAVE_PATIENCE: Duration = Duration::from_secs(60);
+/// Waits between those saves.
+const SAVE_BACKOFF: Backoff = Backoff {
+    base: Duration::from_millis(200),
+    max: Duration::from_secs(5),
+};
 
 /// Work out the status of the current profile. Errors are store failures
 /// and malformed overrides; every answer of the server is a report.
@@ -160,7 +175,126 @@ pub async fn refresh_stored(
         client_id: current.client_id.clone(),
         host: current.host.clone(),
     };
-    lock.commit(&fresh)?;
+    if let Err(first) = lock.commit(&fresh) {
+        save_until_stored(store, profile, &fresh, first, SAVE_PATIENCE).await?;
+    }
     info!(%profile, token = %Masked(&fresh.access_token), "device token refreshed");
     Ok(Some(fresh))
+}
+
+/// Save `fresh` again after its first save failed with `first`, for up to
+/// `patience`; the last error if it never took.
+async fn save_until_stored(
+    store: &dyn DeviceStore,
+    profile: &str,
+    fresh: &StoredToken,
+    first: StoreError,
+    patience: Duration,
+) -> Result<(), StoreError> {
+    warn!(%profile, error = %first, "saving the refreshed device token failed; keeping it and retrying");
+    let started = Instant::now();
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        tokio::time::sleep(SAVE_BACKOFF.delay(attempt)).await;
+        match store.save_token(profile, fresh) {
+            Ok(()) => {
+                info!(%profile, attempts = attempt + 1, "refreshed device token saved after retrying");
+                return Ok(());
+            }
+            Err(e) if started.elapsed() < patience => {
+                warn!(%profile, error = %e, attempt, "saving the refreshed device token failed again");
+            }
+            Err(e) => {
+                return Err(StoreError::with_source(
+                    format!(
+                        "the refreshed token of `{profile}` could not be saved for {patience:?} \
+                         (the old refresh token is spent): log in again"
+                    ),
+                    e,
+                ))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+    use crate::device::memory_store::MemoryStore;
+    use crate::device::store::TokenLock;
+
+    /// A memory store whose saves fail a set number of times.
+    struct Flaky {
+        inner: MemoryStore,
+        failures: AtomicUsize,
+    }
+
+    impl DeviceStore for Flaky {
+        fn current_profile(&self) -> Result<String, StoreError> {
+            self.inner.current_profile()
+        }
+        fn host(&self, profile: &str) -> Result<Option<String>, StoreError> {
+            self.inner.host(profile)
+        }
+        fn set_host(&self, profile: &str, host: &str) -> Result<(), StoreError> {
+            self.inner.set_host(profile, host)
+        }
+        fn load_token(&self, profile: &str) -> Result<Option<StoredToken>, StoreError> {
+            self.inner.load_token(profile)
+        }
+        fn save_token(&self, profile: &str, token: &StoredToken) -> Result<(), StoreError> {
+            let left = self.failures.load(Ordering::SeqCst);
+            if left > 0 {
+                self.failures.store(left - 1, Ordering::SeqCst);
+                return Err(StoreError::msg("database is locked"));
+            }
+            self.inner.save_token(profile, token)
+        }
+        fn delete_token(&self, profile: &str) -> Result<bool, StoreError> {
+            self.inner.delete_token(profile)
+        }
+        fn lock_token(&self, profile: &str) -> Result<Box<dyn TokenLock + '_>, StoreError> {
+            self.inner.lock_token(profile)
+        }
+    }
+
+    fn grant() -> StoredToken {
+        StoredToken {
+            access_token: "u-fresh-access".into(),
+            refresh_token: Some("fresh-refresh".into()),
+            expires_at_ms: 1,
+            client_id: "cid".into(),
+            host: "project.feishu.cn".into(),
+        }
+    }
+
+    #[actix_rt::test]
+    async fn a_grant_whose_save_fails_is_kept_and_saved_once_the_store_takes_it() {
+        let store = Flaky {
+            inner: MemoryStore::default(),
+            failures: AtomicUsize::new(3),
+        };
+        let first = StoreError::msg("commit failed");
+        save_until_stored(&store, "default", &grant(), first, SAVE_PATIENCE)
+            .await
+            .expect("saved after the failures");
+        assert_eq!(store.load_token("default").unwrap(), Some(grant()));
+    }
+
+    #[actix_rt::test]
+    async fn a_store_that_never_recovers_is_a_clear_error_after_the_patience() {
+        let store = Flaky {
+            inner: MemoryStore::default(),
+            failures: AtomicUsize::new(usize::MAX),
+        };
+        let first = StoreError::msg("commit failed");
+        let err = save_until_stored(&store, "default", &grant(), first, Duration::ZERO)
+            .await
+            .expect_err("never saved");
+        assert!(err.to_string().contains("log in again"), "{err}");
+        assert_eq!(store.load_token("default").unwrap(), None);
+    }
 }

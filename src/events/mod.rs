@@ -5,10 +5,12 @@
 //! - [`webhook`]: signature, decryption and challenge rules of the HTTP
 //!   callback fallback.
 //! - [`ledger`]: the dedup ledger, with group commit.
+//! - [`recent`]: recent ids of events nobody handles, for their dedup.
 //! - [`router`]: the one door every event comes through.
 
 pub mod envelope;
 pub mod ledger;
+pub mod recent;
 pub mod router;
 pub mod webhook;
 

@@ -17,6 +17,12 @@
 //! Delivery is at least once: the id is recorded only after the handler
 //! succeeded, so a crash between the two means the platform redelivers and
 //! the handler runs again, rather than the event being lost.
+//!
+//! Events no handler or sink takes are not written to the ledger; their ids
+//! go into a bounded in-memory [`RecentIds`] set instead, so a redelivery of
+//! one is still a duplicate. Each delivery is counted once: in
+//! `lark_events_total` by outcome, or, when it is a duplicate, only in
+//! `lark_events_duplicate_total`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -31,6 +37,7 @@ use tracing::Instrument;
 
 use super::envelope::Envelope;
 use super::ledger::{IsProcessed, Ledger, RecordProcessed};
+use super::recent::RecentIds;
 use crate::db::models::processed_event::ProcessedEvent;
 use crate::forward::Forwarding;
 use crate::metrics::{EVENTS, EVENTS_DUPLICATE, EVENT_HANDLE_SECONDS};
@@ -191,6 +198,8 @@ pub struct EventRouter {
     slots: Arc<Semaphore>,
     /// Ids being handled now, with the copies waiting for the outcome.
     in_flight: HashMap<String, Vec<oneshot::Sender<RouteOutcome>>>,
+    /// Recent ids of events nobody takes; kept across restarts.
+    unhandled: RecentIds,
     lifecycle: Lifecycle,
 }
 
@@ -202,6 +211,7 @@ impl EventRouter {
             forwarding,
             slots: Arc::new(Semaphore::new(MAX_CONCURRENT)),
             in_flight: HashMap::new(),
+            unhandled: RecentIds::default(),
             lifecycle: Lifecycle::new(NAME),
         }
     }
@@ -252,8 +262,14 @@ impl Handler<RouteEvent> for EventRouter {
         let handler = self.handlers.get(&event_type);
         let outbox = self.forwarding.rows_for(&envelope);
         if handler.is_none() && outbox.is_empty() {
-            let outcome = RouteOutcome::Unhandled;
-            span.in_scope(|| tracing::debug!("no handler for this event type"));
+            let outcome = if self.unhandled.insert(&event_id) {
+                RouteOutcome::Unhandled
+            } else {
+                RouteOutcome::Duplicate
+            };
+            span.in_scope(|| {
+                tracing::debug!(outcome = outcome.label(), "no handler for this event type")
+            });
             count(&outcome, &event_type, started);
             return Box::pin(fut::ready(routed(outcome)));
         }
@@ -346,11 +362,14 @@ impl Handler<RouteEvent> for EventRouter {
     }
 }
 
+/// Count a delivery once: a duplicate only as a duplicate, so that
+/// `lark_events_total` counts each event once however often it arrives.
 fn count(outcome: &RouteOutcome, event_type: &str, started: Instant) {
-    metrics::counter!(EVENTS, "event_type" => event_type.to_owned(), "outcome" => outcome.label())
-        .increment(1);
-    metrics::histogram!(EVENT_HANDLE_SECONDS).record(started.elapsed().as_secs_f64());
     if matches!(outcome, RouteOutcome::Duplicate) {
         metrics::counter!(EVENTS_DUPLICATE).increment(1);
+    } else {
+        metrics::counter!(EVENTS, "event_type" => event_type.to_owned(), "outcome" => outcome.label())
+            .increment(1);
     }
+    metrics::histogram!(EVENT_HANDLE_SECONDS).record(started.elapsed().as_secs_f64());
 }

@@ -39,7 +39,8 @@
 //! report back by message: a restart of the actor does not cut a refresh
 //! short between spending the old refresh token and storing the new one.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -55,7 +56,9 @@ use crate::lark::auth_api::TokenFamily;
 use crate::lark::auth_api::UserToken;
 use crate::lark::client::{LarkClient, LarkError};
 use crate::lark::pace::Pace;
-use crate::metrics::{TOKENS_EXPIRING_SOON, TOKEN_REFRESH};
+use crate::metrics::{
+    TOKENS_EXPIRING_SOON, TOKEN_REFRESH, TOKEN_STORE_PENDING, TOKEN_STORE_WAIT_SECONDS,
+};
 use crate::refresh::app_token_cache::AppCallError;
 use crate::supervise::backoff::Backoff;
 use crate::supervise::{Lifecycle, Managed};
@@ -76,14 +79,17 @@ const RETRY_BACKOFF: Backoff = Backoff {
     base: Duration::from_secs(1),
     max: Duration::from_secs(300),
 };
-/// Writing the new pair back is retried this often: once the platform
-/// rotated the pair, the old refresh token is spent and only the stored
-/// new one keeps the user authorized.
-const STORE_ATTEMPTS: u32 = 5;
+/// Waits between attempts to write a new pair back. Once the platform
+/// rotated the pair the old refresh token is spent and only the new one
+/// keeps the user authorized, so it is retried for as long as the new
+/// refresh token lives; the ceiling keeps the delay after an outage short.
 const STORE_BACKOFF: Backoff = Backoff {
     base: Duration::from_millis(200),
-    max: Duration::from_secs(3),
+    max: Duration::from_secs(5),
 };
+/// How long a refresh token lives when the platform does not say:
+/// larksuite/cli assumes 7 days (604800 s) for the v2 and device flows.
+const DEFAULT_REFRESH_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// How often `lark_tokens_expiring_within_hour` is recomputed.
 const GAUGE_INTERVAL: Duration = Duration::from_secs(15);
 /// The window of that gauge.
@@ -206,6 +212,40 @@ struct Worker {
     /// This worker's name in `refresh_claimed_by`.
     owner: String,
     pace: Pace,
+    /// Sessions whose rotated pair waits for the database: never claimed
+    /// again meanwhile, since their stored refresh token is spent.
+    pending: Arc<Mutex<HashSet<String>>>,
+}
+
+/// A rotated pair waiting to be stored, counted in
+/// `lark_token_store_pending` from its first failed write to its end.
+struct PendingStore {
+    pending: Arc<Mutex<HashSet<String>>>,
+    session_id: String,
+}
+
+impl PendingStore {
+    fn new(pending: &Arc<Mutex<HashSet<String>>>, session_id: &str) -> Self {
+        lock(pending).insert(session_id.to_owned());
+        metrics::gauge!(TOKEN_STORE_PENDING).increment(1.0);
+        Self {
+            pending: pending.clone(),
+            session_id: session_id.to_owned(),
+        }
+    }
+}
+
+impl Drop for PendingStore {
+    fn drop(&mut self) {
+        lock(&self.pending).remove(&self.session_id);
+        metrics::gauge!(TOKEN_STORE_PENDING).decrement(1.0);
+    }
+}
+
+/// The set survives a panic elsewhere: it only ever holds ids.
+fn lock(set: &Mutex<HashSet<String>>) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    set.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Worker {
@@ -272,6 +312,12 @@ impl Worker {
             }
             None => return Outcome::Lost,
         };
+        if self.db.writes_failing() {
+            // Spending now could strand the new pair: keep the refresh
+            // token until the database takes writes again.
+            let error = "the database is failing; the refresh token is kept for later".into();
+            return self.retry_later(claim, "transient", error).await;
+        }
         self.pace.ready().await;
         match self.call(method, &refresh_token).await {
             Ok(token) => self.store(claim, method, token).await,
@@ -368,20 +414,31 @@ impl Worker {
             }
         };
         let expires_at = tokens.token_expires_at;
+        let spent_at = Instant::now();
+        let keep_for = token.refresh_expires_in.unwrap_or(DEFAULT_REFRESH_TTL);
+        let mut waiting: Option<PendingStore> = None;
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (db, id, owner, row) = (
+            let (db, id, generation, row) = (
                 self.db.clone(),
                 claim.id,
-                self.owner.clone(),
+                claim.token_generation,
                 tokens.clone(),
             );
             match db
-                .write(move |c| sessions::store_refreshed(c, id, &owner, &row))
+                .write(move |c| sessions::store_refreshed(c, id, generation, &row))
                 .await
             {
-                Ok(true) => {
+                Ok(stored) => {
+                    metrics::histogram!(TOKEN_STORE_WAIT_SECONDS)
+                        .record(spent_at.elapsed().as_secs_f64());
+                    if waiting.take().is_some() {
+                        tracing::info!(session_id = %claim.session_id, attempts = attempt, waited = ?spent_at.elapsed(), "refreshed tokens stored after waiting for the database");
+                    }
+                    if !stored {
+                        return Outcome::Lost;
+                    }
                     return Outcome::Refreshed(UserTokens {
                         session_id: claim.session_id.clone(),
                         open_id: claim.open_id.clone().unwrap_or_default(),
@@ -389,21 +446,32 @@ impl Worker {
                         refresh_token: token.refresh_token,
                         token_expires_at: expires_at,
                         auth_method: method,
-                    })
+                    });
                 }
-                Ok(false) => return Outcome::Lost,
-                Err(e) if attempt < STORE_ATTEMPTS => {
-                    tracing::warn!(session_id = %claim.session_id, error = %e, attempt, "storing refreshed tokens failed; retrying");
+                Err(e) if spent_at.elapsed() < keep_for => {
+                    if waiting.is_none() {
+                        tracing::warn!(session_id = %claim.session_id, error = %e, "storing refreshed tokens failed; keeping them and retrying until the database takes them");
+                        waiting = Some(PendingStore::new(&self.pending, &claim.session_id));
+                    } else {
+                        tracing::debug!(session_id = %claim.session_id, error = %e, attempt, "refreshed tokens still waiting for the database");
+                    }
                     tokio::time::sleep(STORE_BACKOFF.delay(attempt)).await;
                 }
                 Err(e) => {
                     return Outcome::Retry {
                         label: "error",
-                        error: format!("the new tokens could not be stored: {e}"),
+                        error: format!(
+                            "the new tokens could not be stored before their refresh token expired: {e}"
+                        ),
                     }
                 }
             }
         }
+    }
+
+    /// Is a rotated pair of this session waiting for the database?
+    fn is_pending(&self, session_id: &str) -> bool {
+        lock(&self.pending).contains(session_id)
     }
 
     async fn retry_later(
@@ -539,7 +607,12 @@ async fn refresh_now(
         reason,
     };
     loop {
-        match worker.decide(&msg).await? {
+        let step = if worker.is_pending(&msg.session_id) {
+            Step::Busy
+        } else {
+            worker.decide(&msg).await?
+        };
+        match step {
             Step::Current(tokens) => return Ok(tokens),
             Step::Gone(reason) => return Err(auth_required(reason)),
             Step::Broken(reason) => return Err(RefreshError::Unavailable(reason)),
@@ -596,6 +669,7 @@ impl TokenRefresher {
                 app_secret: config.app_secret.clone(),
                 owner,
                 pace: Pace::default(),
+                pending: Arc::default(),
             }),
             config,
             scheduled: false,
@@ -712,6 +786,12 @@ impl Handler<Claimed> for TokenRefresher {
         // Slots freed while the claim ran do not count: a full claim means
         // more rows may be due.
         self.backlog = claims.len() >= asked;
+        // A session whose new pair waits for the database keeps its claim
+        // until the lease ends; its stored refresh token is spent.
+        let claims: Vec<RefreshClaim> = claims
+            .into_iter()
+            .filter(|c| !self.worker.is_pending(&c.session_id))
+            .collect();
         self.in_flight += claims.len();
         for claim in claims {
             let worker = self.worker.clone();

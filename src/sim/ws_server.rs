@@ -123,6 +123,8 @@ struct Inner {
     tickets: Mutex<HashSet<String>>,
     client_config: Mutex<ClientConfig>,
     refusals: Mutex<VecDeque<(u16, Option<i64>)>>,
+    /// Acks still to be lost in transit (see [`WsSim::lose_acks`]).
+    lost_acks: AtomicU64,
     silent: AtomicBool,
     redelivery_timeout: Mutex<Duration>,
     conns: Mutex<Vec<Conn>>,
@@ -179,6 +181,7 @@ impl WsSim {
                 tickets: Mutex::default(),
                 client_config: Mutex::new(ClientConfig::default()),
                 refusals: Mutex::default(),
+                lost_acks: AtomicU64::new(0),
                 silent: AtomicBool::new(false),
                 redelivery_timeout: Mutex::new(DEFAULT_REDELIVERY_TIMEOUT),
                 conns: Mutex::default(),
@@ -288,6 +291,14 @@ impl WsSim {
     /// the HTTP status) and, if given, `handshake-autherrcode`.
     pub fn refuse_handshakes(&self, times: usize, status: u16, auth_err_code: Option<i64>) {
         lock(&self.inner.refusals).extend(std::iter::repeat_n((status, auth_err_code), times));
+    }
+
+    /// Lose the next `n` acks in transit: a network fault, not platform
+    /// behaviour. They are not recorded, so their messages stay unacked and
+    /// are re-pushed after the redelivery timeout, as the platform re-pushes
+    /// what it got no ack for within 3 s (see the module doc).
+    pub fn lose_acks(&self, n: u64) {
+        self.inner.lost_acks.fetch_add(n, Ordering::SeqCst);
     }
 
     /// Close every open connection now, without a close frame.
@@ -568,7 +579,14 @@ impl WsSim {
                 Some(Frame::pong(frame.service, Some(config)))
             }
             (_, Some(Method::Data)) => {
-                self.record_ack(connection, frame);
+                let lost = self
+                    .inner
+                    .lost_acks
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if !lost {
+                    self.record_ack(connection, frame);
+                }
                 None
             }
             _ => None,

@@ -8,6 +8,7 @@ use lark_service::auth::vault::{SealedColumn, Slot};
 use lark_service::db::models::user_auth_session;
 use lark_service::sim::card_click;
 use lark_service::sim::oauth::SimUser;
+use lark_service::sim::Fault;
 use serde_json::{json, Value};
 
 use crate::support::{backends, spawn_app, test_vault, wait_for, TestApp, TestDb};
@@ -92,6 +93,38 @@ async fn click_for_link(app: &TestApp, message_id: &str, open_id: &str) -> Answe
         link,
         user_code,
     }
+}
+
+/// Like [`click_for_link`], clicking again (as the answer asks) while a
+/// loaded machine makes the click miss its budget; at most three clicks.
+async fn click_until_link(app: &TestApp, message_id: &str, open_id: &str) -> Answer {
+    for _ in 0..3 {
+        let outcome = app.deliver(&click(app, message_id, open_id)).await;
+        let Some(body) = outcome.body().cloned() else {
+            continue;
+        };
+        if let Some(link) = find_open_url(&body["card"]["data"]) {
+            let user_code = url::Url::parse(&link)
+                .unwrap()
+                .query_pairs()
+                .find(|(k, _)| k == "user_code")
+                .map(|(_, v)| v.into_owned())
+                .expect("the link carries the user code");
+            return Answer {
+                body,
+                link,
+                user_code,
+            };
+        }
+        assert!(
+            body["toast"]["content"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("click again"),
+            "{body}"
+        );
+    }
+    panic!("{open_id}: three clicks and no link");
 }
 
 /// The card of `message_id` once an update mentions `text`.
@@ -450,7 +483,7 @@ async fn two_hundred_concurrent_card_authorizations_all_complete_unmixed() {
         let clicks = users
             .iter()
             .zip(&sent)
-            .map(|(u, s)| click_for_link(app, s["message_id"].as_str().unwrap(), u));
+            .map(|(u, s)| click_until_link(app, s["message_id"].as_str().unwrap(), u));
         let answers = futures_util::future::join_all(clicks).await;
         // Everyone approves their own link at once.
         for (u, answer) in users.iter().zip(&answers) {
@@ -556,4 +589,71 @@ async fn sessions_can_be_revoked_and_bad_requests_get_json_errors() {
         .admin_post("/admin/auth-cards", json!({"user_id": "alice"}))
         .await;
     assert_eq!(bad.status(), 400);
+}
+
+#[actix_rt::test]
+async fn a_refusing_or_stalling_accounts_host_leaves_the_click_answered_in_time_and_the_session_pending(
+) {
+    for db in backends() {
+        let backend = db.backend();
+        let app = card_app(db).await;
+        let sent = send_card(&app, ALICE).await;
+        let session_id = sent["session_id"].as_str().unwrap();
+        let message_id = sent["message_id"].as_str().unwrap();
+        let recorder = app.sim.recorder();
+        recorder.inject(
+            "feishu_device_authorization",
+            Fault::Respond {
+                status: 503,
+                body: json!({"error": "server_error"}),
+            },
+            1,
+        );
+        recorder.inject(
+            "feishu_device_authorization",
+            Fault::Delay(Duration::from_millis(2_600)),
+            1,
+        );
+        for _ in 0..2 {
+            let clicked = Instant::now();
+            let outcome = app.deliver(&click(&app, message_id, ALICE)).await;
+            assert!(
+                clicked.elapsed() < Duration::from_secs(3),
+                "{backend}: answered after {:?}",
+                clicked.elapsed()
+            );
+            let body = outcome.body().unwrap();
+            assert_eq!(body["toast"]["type"], "error", "{backend}: {body}");
+            assert!(body["toast"]["content"].as_str().unwrap().contains("retry"));
+            assert_eq!(session(&app, session_id).await["state"], "pending");
+        }
+        // The host is back: the next click gets a link.
+        let answer = click_for_link(&app, message_id, ALICE).await;
+        assert!(app.sim.state().device.approve_as(&answer.user_code, ALICE));
+        session_in(&app, session_id, "completed").await;
+    }
+}
+
+#[actix_rt::test]
+async fn slow_down_adds_five_seconds_between_polls() {
+    let app = card_app(TestDb::sqlite()).await;
+    app.sim.recorder().inject(
+        "feishu_device_token",
+        Fault::Respond {
+            status: 400,
+            body: json!({"error": "slow_down"}),
+        },
+        1,
+    );
+    let sent = send_card(&app, ALICE).await;
+    let answer = click_for_link(&app, sent["message_id"].as_str().unwrap(), ALICE).await;
+    assert!(app.sim.state().device.approve_as(&answer.user_code, ALICE));
+    session_in(&app, sent["session_id"].as_str().unwrap(), "completed").await;
+    let polls = app.sim.recorder().requests_to("/oauth/v3/token");
+    assert_eq!(polls.len(), 2, "one slow_down, then the grant");
+    let gap = polls[1].at - polls[0].at;
+    assert!(
+        gap >= Duration::from_secs(6),
+        "the interval grew to 1 + 5 s: {gap:?}"
+    );
 }

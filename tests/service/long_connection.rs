@@ -174,6 +174,62 @@ async fn clicks_in_event_frames_are_acked_with_a_body_whatever_their_outcome() {
 }
 
 #[actix_rt::test]
+async fn unhandled_events_are_counted_once_and_their_redeliveries_as_duplicates() {
+    for db in backends() {
+        let backend = db.backend();
+        let (app, _) = counting_app(db, &[], |sim| {
+            sim.ws().set_redelivery_timeout(Duration::from_secs(2))
+        })
+        .await;
+        // Metrics are process-wide and tests run concurrently: a type of
+        // this test's own keeps its series exact.
+        let event_type = format!("test.nobody.handles.{backend}");
+        let series = |outcome: &str| {
+            format!(r#"lark_events_total{{event_type="{event_type}",outcome="{outcome}"}}"#)
+        };
+        let duplicates =
+            |text: &str| metric_value(text, "lark_events_duplicate_total").unwrap_or(0.0);
+        let duplicates_before = duplicates(&app.metrics().await);
+
+        let ws = app.sim.ws();
+        ws.lose_acks(5);
+        let pushed: Vec<String> = (0..2000)
+            .map(|i| {
+                ws.push_event(&json!({
+                    "schema": "2.0",
+                    "header": {"event_id": format!("nobody-{backend}-{i}"), "event_type": event_type,
+                               "create_time": "1608725989000", "token": "vtok",
+                               "app_id": lark_service::sim::SIM_APP_ID, "tenant_key": "t"},
+                    "event": {}
+                }))
+            })
+            .collect();
+        assert!(
+            ws.wait_all_acked(Duration::from_secs(60)).await,
+            "{backend}: {} never acked",
+            ws.unacked()
+        );
+        let redelivered: u32 = pushed.iter().map(|id| ws.attempts(id) - 1).sum();
+        assert!(
+            redelivered >= 5,
+            "{backend}: the lost acks were redelivered"
+        );
+
+        let text = app.metrics().await;
+        assert_eq!(
+            metric_value(&text, &series("unhandled")),
+            Some(2000.0),
+            "{backend}"
+        );
+        assert_eq!(metric_value(&text, &series("duplicate")), None, "{backend}");
+        assert!(
+            duplicates(&text) - duplicates_before >= f64::from(redelivered),
+            "{backend}: {redelivered} redeliveries, not all counted as duplicates"
+        );
+    }
+}
+
+#[actix_rt::test]
 async fn twenty_disconnects_during_two_thousand_events_lose_and_double_nothing() {
     for db in backends() {
         let backend = db.backend();

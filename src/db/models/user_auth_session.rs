@@ -504,23 +504,35 @@ pub struct RefreshedTokens {
     pub updated_at: NaiveDateTime,
 }
 
-/// Write `owner`'s refreshed tokens to row `id` and release the claim, in
-/// one statement. Refused (false) when the row is no longer `owner`'s or no
-/// longer completed (revoked meanwhile: the new tokens are dropped).
+/// Write a refreshed pair to row `id`, spent from the refresh token of
+/// generation `generation`, and release any claim, in one statement.
+///
+/// The generation, not the claim, decides: once the platform rotated the
+/// pair the old refresh token is spent, so the new pair is the only one
+/// that keeps the user authorized, however long it waited to be stored
+/// (past the lease, say, through a database outage). It is refused (false)
+/// only when the row holds another generation by now (revoked, or
+/// authorized anew) or is revoked. A row moved to `reauth_required`
+/// meanwhile because its refresh token was refused (someone presented the
+/// spent one) is completed again: this pair is newer and good.
 pub fn store_refreshed(
     conn: &mut AnyConnection,
     id: i64,
-    owner: &str,
+    generation: i64,
     tokens: &RefreshedTokens,
 ) -> Result<bool, DbError> {
     Ok(diesel::update(
         s::user_auth_sessions
             .filter(s::id.eq(id))
-            .filter(s::refresh_claimed_by.eq(owner))
-            .filter(s::state.eq(SessionState::Completed.as_str())),
+            .filter(s::token_generation.eq(generation))
+            .filter(s::state.eq_any([
+                SessionState::Completed.as_str(),
+                SessionState::ReauthRequired.as_str(),
+            ])),
     )
     .set((
         tokens,
+        s::state.eq(SessionState::Completed.as_str()),
         s::token_generation.eq(s::token_generation + 1),
         s::refresh_claimed_by.eq(None::<String>),
         s::refresh_claimed_until.eq(None::<NaiveDateTime>),
