@@ -225,7 +225,7 @@ fn zero_samples(actor_names: &[&'static str]) {
         counter!(USER_SYNC_USERS, "outcome" => outcome).increment(0);
     }
     gauge!(USER_SYNC_PROGRESS).increment(0.0);
-    for outcome in ["ok", "auth_required", "error"] {
+    for outcome in ["ok", "auth_required", "scope_missing", "error"] {
         counter!(APAAS_REQUESTS, "outcome" => outcome).increment(0);
     }
     for &actor in actor_names {

@@ -213,7 +213,6 @@ impl Core {
             db.clone(),
             vault,
             lark.clone(),
-            app_tokens.clone(),
             Some(card_auth.clone()),
         ));
         board.register(&refresher);
@@ -227,6 +226,7 @@ impl Core {
             lark.clone(),
             registry.clone(),
             refresher.clone(),
+            Some(card_auth.clone()).filter(|_| settings.auth.refresh_sends_auth_card),
         ));
         board.register(&apaas);
         Ok(Self {

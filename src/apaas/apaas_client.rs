@@ -13,7 +13,11 @@
 //! (which claims the session, so this never races its ticks); an answer
 //! that the token is invalid refreshes once and retries that request once.
 //! With no usable token the answer is [`ApaasError::AuthRequired`], naming
-//! the user and how to send them a card.
+//! the user and how to send them a card. A token refused for a scope the
+//! user did not grant (99991679) is [`ApaasError::ScopeMissing`], naming
+//! the scope: the session moves to `reauth_required` with that reason, and
+//! with `TOKEN_REFRESH_SEND_AUTH_CARD` the user gets a new card (a refresh
+//! would keep the same scopes).
 //!
 //! Calls run concurrently; each is counted in
 //! `lark_apaas_requests_total{outcome}`. Prompts and replies are the user's
@@ -26,9 +30,10 @@ use actix::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::error::ApaasError;
+use crate::auth::card_auth::{send_reauth_card, CardAuth};
 use crate::auth::error::AuthError;
-use crate::auth::registry::{GetUserToken, SessionRegistry, UserTokens};
-use crate::lark::aily_api::{assistant_reply, AilyRun, RunStatus};
+use crate::auth::registry::{GetUserToken, RequireReauth, SessionRegistry, UserTokens};
+use crate::lark::aily_api::{assistant_reply, scopes, AilyRun, RunStatus};
 use crate::lark::client::{LarkClient, LarkError};
 use crate::metrics::APAAS_REQUESTS;
 use crate::refresh::token_refresher::{
@@ -91,11 +96,14 @@ pub struct ApaasClient {
 }
 
 impl ApaasClient {
+    /// `card_auth` is given when a user whose token lacks a scope should
+    /// get a new authorization card (`TOKEN_REFRESH_SEND_AUTH_CARD`).
     pub fn new(
         config: AilyConfig,
         lark: LarkClient,
         registry: Addr<SessionRegistry>,
         refresher: Addr<TokenRefresher>,
+        card_auth: Option<Addr<CardAuth>>,
     ) -> Self {
         Self {
             call: Call {
@@ -103,6 +111,7 @@ impl ApaasClient {
                 lark,
                 registry,
                 refresher,
+                card_auth,
             },
             in_flight: 0,
             lifecycle: Lifecycle::new(NAME),
@@ -165,6 +174,7 @@ struct Call {
     lark: LarkClient,
     registry: Addr<SessionRegistry>,
     refresher: Addr<TokenRefresher>,
+    card_auth: Option<Addr<CardAuth>>,
 }
 
 impl Call {
@@ -178,14 +188,57 @@ impl Call {
             .ok_or(ApaasError::NotConfigured)?;
         let timeout = self.config.run_timeout;
         let mut run_id = None;
-        let answered =
-            tokio::time::timeout(timeout, self.ask(&user_id, &prompt, &app_id, &mut run_id)).await;
-        match answered {
+        let mut session_id = None;
+        let answered = tokio::time::timeout(
+            timeout,
+            self.ask(&user_id, &prompt, &app_id, &mut run_id, &mut session_id),
+        )
+        .await;
+        let result = match answered {
             Ok(result) => result,
             Err(_) => Err(ApaasError::Timeout {
                 run_id,
                 after: timeout,
             }),
+        };
+        if let (Err(ApaasError::ScopeMissing { scope, .. }), Some(session_id)) =
+            (&result, session_id)
+        {
+            self.require_reauth(&user_id, session_id, scope).await;
+        }
+        result
+    }
+
+    /// The user's session can no longer serve AI calls: mark it, and send a
+    /// new card when configured. The call's own answer does not wait on
+    /// the card, and a failure to mark is logged, not returned: the caller
+    /// is told about the scope either way.
+    async fn require_reauth(&self, user_id: &str, session_id: String, scope: &str) {
+        let reason = format!("the user has not granted the scope {scope}; authorize again");
+        let marked = self
+            .registry
+            .send(RequireReauth {
+                session_id: session_id.clone(),
+                reason: reason.clone(),
+            })
+            .await;
+        match marked {
+            Ok(Ok(true)) => {
+                if let Some(card_auth) = self.card_auth.clone() {
+                    send_reauth_card(
+                        card_auth,
+                        user_id.to_owned(),
+                        format!("The app needs the permission {scope}. Please authorize again."),
+                    );
+                }
+            }
+            Ok(Ok(false)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(%user_id, %session_id, error = %e, "could not mark the session reauth_required")
+            }
+            Err(e) => {
+                tracing::warn!(%user_id, %session_id, error = %e, "could not mark the session reauth_required")
+            }
         }
     }
 
@@ -195,22 +248,30 @@ impl Call {
         prompt: &str,
         app_id: &str,
         run_id: &mut Option<String>,
+        session_id: &mut Option<String>,
     ) -> Result<AiResult, ApaasError> {
         let started = Instant::now();
         let lark = &self.lark;
         let mut bearer = self.bearer(user_id).await?;
+        *session_id = Some(bearer.tokens.session_id.clone());
         let session = bearer
-            .call(|t| async move { lark.create_aily_session(&t).await })
+            .call(scopes::SESSION_WRITE, |t| async move {
+                lark.create_aily_session(&t).await
+            })
             .await?;
         let sid = session.id.as_str();
         let idempotent_id = uuid::Uuid::new_v4().to_string();
         let idem = idempotent_id.as_str();
         bearer
-            .call(|t| async move { lark.post_aily_message(&t, sid, idem, prompt).await })
+            .call(scopes::MESSAGE_WRITE, |t| async move {
+                lark.post_aily_message(&t, sid, idem, prompt).await
+            })
             .await?;
         let skill = self.config.skill_id.as_deref();
         let mut run = bearer
-            .call(|t| async move { lark.start_aily_run(&t, sid, app_id, skill).await })
+            .call(scopes::RUN_WRITE, |t| async move {
+                lark.start_aily_run(&t, sid, app_id, skill).await
+            })
             .await?;
         *run_id = Some(run.id.clone());
         let mut polls = 0;
@@ -220,13 +281,17 @@ impl Call {
             let polled = run.id.clone();
             let rid = polled.as_str();
             run = bearer
-                .call(|t| async move { lark.get_aily_run(&t, sid, rid).await })
+                .call(scopes::RUN_READ, |t| async move {
+                    lark.get_aily_run(&t, sid, rid).await
+                })
                 .await?;
         }
         ended_well(&run)?;
         let rid = run.id.as_str();
         let messages = bearer
-            .call(|t| async move { lark.list_aily_messages(&t, sid, Some(rid)).await })
+            .call(scopes::MESSAGE_READ, |t| async move {
+                lark.list_aily_messages(&t, sid, Some(rid)).await
+            })
             .await?;
         let response = assistant_reply(&messages).ok_or_else(|| ApaasError::NoReply {
             run_id: run.id.clone(),
@@ -307,16 +372,17 @@ struct UserBearer<'a> {
 }
 
 impl UserBearer<'_> {
-    /// Make `request` with the token; if the platform calls the token
-    /// invalid, refresh it (once per AI call) and make it once more.
-    async fn call<T, F, Fut>(&mut self, request: F) -> Result<T, ApaasError>
+    /// Make `request`, which needs `scope`, with the token; if the platform
+    /// calls the token invalid, refresh it (once per AI call) and make it
+    /// once more.
+    async fn call<T, F, Fut>(&mut self, scope: &str, request: F) -> Result<T, ApaasError>
     where
         F: Fn(String) -> Fut,
         Fut: Future<Output = Result<T, LarkError>>,
     {
         let refused = match request(self.tokens.access_token.clone()).await {
             Err(e) if e.is_token_invalid() => e,
-            other => return Ok(other?),
+            other => return self.scope_checked(scope, other),
         };
         if self.refreshed {
             return Err(self.auth_required(&refused));
@@ -334,6 +400,23 @@ impl UserBearer<'_> {
             .map_err(|e| refresh_failed(self.user_id, e))?;
         match request(self.tokens.access_token.clone()).await {
             Err(e) if e.is_token_invalid() => Err(self.auth_required(&e)),
+            other => self.scope_checked(scope, other),
+        }
+    }
+
+    /// A 99991679 becomes [`ApaasError::ScopeMissing`], naming the scope
+    /// the platform named, or else the one this request is documented to
+    /// need.
+    fn scope_checked<T>(&self, scope: &str, answer: Result<T, LarkError>) -> Result<T, ApaasError> {
+        match answer {
+            Err(LarkError::ScopeNotGranted { scopes, .. }) => Err(ApaasError::ScopeMissing {
+                user_id: self.user_id.to_owned(),
+                scope: if scopes.is_empty() {
+                    scope.to_owned()
+                } else {
+                    scopes.join(" ")
+                },
+            }),
             other => Ok(other?),
         }
     }

@@ -14,6 +14,11 @@ pub enum ApaasError {
     /// No usable token for the user: only their (new) authorization helps.
     #[error("user `{user_id}` has not authorized the app, or must authorize it again ({reason}); send them an auth card: POST /admin/auth-cards {{\"user_id\": \"{user_id}\"}} or `lark-service send-auth-card {user_id}`")]
     AuthRequired { user_id: String, reason: String },
+    /// The user's token lacks a scope the call needs (99991679): refreshing
+    /// keeps the token's scopes, so only a new authorization asking for it
+    /// helps. The session is moved to `reauth_required`.
+    #[error("user `{user_id}` has not granted the app the scope `{scope}`; enable it for the app in the developer console (Permissions & Scopes), make sure OAUTH_SCOPES includes it, then have them authorize again: POST /admin/auth-cards {{\"user_id\": \"{user_id}\"}} or `lark-service send-auth-card {user_id}`")]
+    ScopeMissing { user_id: String, scope: String },
     /// The user's token is due and could not be refreshed just now.
     #[error("the user's token could not be refreshed now ({0}); retry shortly")]
     TokenUnavailable(String),
@@ -46,6 +51,7 @@ impl ApaasError {
             Self::NotConfigured => "not_configured",
             Self::BadInput(_) => "bad_input",
             Self::AuthRequired { .. } => "auth_required",
+            Self::ScopeMissing { .. } => "scope_missing",
             Self::TokenUnavailable(_) | Self::Unavailable(_) => "unavailable",
             Self::Timeout { .. } => "timeout",
             Self::RunFailed { .. } | Self::NoReply { .. } => "run_failed",

@@ -13,14 +13,13 @@
 //!
 //! When `OAUTH_REDIRECT_URI` is set, the card's button opens the authorize
 //! page instead, and `GET /oauth/callback?code&state` completes the session
-//! (exchanged with the v2 endpoint, bound to that redirect URI). Codes are
-//! single-use, so a session being exchanged is kept in an in-flight set.
+//! (see [`super::redirect`]: PKCE, a hashed single-use `state`, v2 code
+//! exchange).
 //!
 //! Whenever a session with a card ends, by any method, the registry tells
 //! this actor ([`SessionEnded`]) and the card is replaced in place:
 //! "Authorized as NAME", or the reason it failed or expired.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,19 +36,18 @@ use super::card::{
 use super::card_updates::CardUpdater;
 use super::device_logins::{DeviceLogins, StartCardLogin};
 use super::error::AuthError;
+use super::redirect::RedirectFlow;
 use super::registry::{
-    CompleteSession, CreateSession, FailSession, GetSession, SessionEnded, SessionOutcome,
-    SessionRegistry, SessionView, SetMessageId, WatchSessionEnds,
+    CreateSession, FailSession, GetSession, SessionEnded, SessionOutcome, SessionRegistry,
+    SessionView, SetMessageId, WatchSessionEnds,
 };
 use crate::domain::{AuthMethod, Scopes, Secret, SessionState};
 use crate::events::envelope::Envelope;
 use crate::events::router::{HandlerError, HandlerResult};
-use crate::lark::auth_api::{AuthorizeRequest, UserInfo, UserToken};
+use crate::lark::auth_api::RedirectState;
 use crate::lark::client::LarkClient;
 use crate::lark::im_api::ReceiveIdType;
-use crate::refresh::app_token_cache::{
-    with_tenant_token, with_token, AppCallError, AppTokenCache, TokenKind,
-};
+use crate::refresh::app_token_cache::{with_tenant_token, AppCallError, AppTokenCache};
 use crate::supervise::{Lifecycle, Managed};
 
 pub const NAME: &str = "card_auth";
@@ -82,12 +80,12 @@ pub struct SendAuthCard {
 #[rtype(result = "HandlerResult")]
 pub struct HandleCardAction(pub Arc<Envelope>);
 
-/// The OAuth redirect came back with `code` for session `state`.
+/// The OAuth redirect came back with `code` and `state`.
 #[derive(Message)]
 #[rtype(result = "Result<SessionView, AuthError>")]
 pub struct CompleteOAuth {
     pub code: String,
-    pub state: Uuid,
+    pub state: RedirectState,
 }
 
 /// What the card flow needs from configuration.
@@ -101,13 +99,13 @@ pub struct CardAuthConfig {
 }
 
 pub struct CardAuth {
-    config: CardAuthConfig,
     client: LarkClient,
     registry: Addr<SessionRegistry>,
+    /// Set when `OAUTH_REDIRECT_URI` is.
+    redirect: Option<RedirectFlow>,
     app_tokens: Addr<AppTokenCache>,
     device_logins: Addr<DeviceLogins>,
     cards: CardUpdater,
-    exchanging: HashSet<Uuid>,
     lifecycle: Lifecycle,
 }
 
@@ -119,125 +117,27 @@ impl CardAuth {
         app_tokens: Addr<AppTokenCache>,
         device_logins: Addr<DeviceLogins>,
     ) -> Self {
+        let redirect = config
+            .redirect_uri
+            .clone()
+            .map(|redirect_uri| RedirectFlow {
+                client: client.clone(),
+                registry: registry.clone(),
+                app_id: config.app_id.clone(),
+                app_secret: config.app_secret.clone(),
+                redirect_uri,
+                scopes: config.scopes.clone(),
+            });
         Self {
             cards: CardUpdater::new(client.clone(), app_tokens.clone()),
-            config,
             client,
             registry,
+            redirect,
             app_tokens,
             device_logins,
-            exchanging: HashSet::new(),
             lifecycle: Lifecycle::new(NAME),
         }
     }
-
-    /// Exchange `code` and complete the session, off the actor; the session
-    /// leaves the in-flight set when it is done either way.
-    fn exchange(
-        &mut self,
-        session: SessionView,
-        code: String,
-        method: AuthMethod,
-    ) -> ResponseActFuture<Self, Result<SessionView, AuthError>> {
-        let session_id = match Uuid::parse_str(&session.session_id) {
-            Ok(id) => id,
-            Err(e) => return Box::pin(fut::ready(Err(AuthError::BadInput(e.to_string())))),
-        };
-        if !self.exchanging.insert(session_id) {
-            return Box::pin(fut::ready(Err(AuthError::BadInput(
-                "authorization is already in progress for this session".into(),
-            ))));
-        }
-        let client = self.client.clone();
-        let app_tokens = self.app_tokens.clone();
-        let registry = self.registry.clone();
-        let config = self.config.clone();
-        let work = async move {
-            tracing::debug!(session_id = %session_id, "exchanging the authorization code");
-            let token = exchange_code(&client, &app_tokens, &config, &code, method).await?;
-            let user = client.user_info(&token.access_token).await?;
-            if session
-                .open_id
-                .as_deref()
-                .is_some_and(|expected| expected != user.open_id)
-            {
-                return Err(AuthError::WrongOperator);
-            }
-            complete(&registry, session_id, method, token, user).await
-        };
-        Box::pin(work.into_actor(self).map(move |result, act, _| {
-            act.exchanging.remove(&session_id);
-            if let Err(e) = &result {
-                // Nothing was stored; the session fails with the reason
-                // unless it was never ours to fail.
-                if !matches!(e, AuthError::NotPending(_) | AuthError::UnknownSession(_)) {
-                    act.registry.do_send(FailSession::new(session_id, e));
-                }
-            }
-            result
-        }))
-    }
-}
-
-/// The authorize page URL for a session, when the redirect flow is on.
-fn authorize_url(client: &LarkClient, config: &CardAuthConfig, session_id: Uuid) -> Option<String> {
-    let redirect = config.redirect_uri.as_ref()?;
-    let state = session_id.to_string();
-    Some(client.authorize_url(&AuthorizeRequest {
-        app_id: &config.app_id,
-        redirect_uri: redirect.as_str(),
-        scopes: &config.scopes,
-        state: &state,
-        pkce: None,
-    }))
-}
-
-async fn exchange_code(
-    client: &LarkClient,
-    app_tokens: &Addr<AppTokenCache>,
-    config: &CardAuthConfig,
-    code: &str,
-    method: AuthMethod,
-) -> Result<UserToken, AuthError> {
-    let result = match (method, &config.redirect_uri) {
-        (AuthMethod::OauthRedirect, Some(redirect)) => client
-            .exchange_code_v2(
-                &config.app_id,
-                config.app_secret.expose(),
-                code,
-                redirect.as_str(),
-                None,
-            )
-            .await
-            .map_err(AppCallError::from),
-        _ => {
-            with_token(app_tokens, TokenKind::App, |app_token| async move {
-                client.exchange_code_v1(&app_token, code).await
-            })
-            .await
-        }
-    };
-    result.map_err(|e| match e {
-        AppCallError::Lark(e) => AuthError::Exchange(e),
-        other => AuthError::BadInput(other.to_string()),
-    })
-}
-
-async fn complete(
-    registry: &Addr<SessionRegistry>,
-    session_id: Uuid,
-    method: AuthMethod,
-    token: UserToken,
-    user: UserInfo,
-) -> Result<SessionView, AuthError> {
-    registry
-        .send(CompleteSession {
-            session_id,
-            method,
-            token,
-            user,
-        })
-        .await?
 }
 
 impl Managed for CardAuth {
@@ -248,14 +148,6 @@ impl Managed for CardAuth {
     fn on_start(&mut self, ctx: &mut Context<Self>) {
         self.registry
             .do_send(WatchSessionEnds(ctx.address().recipient()));
-    }
-
-    fn on_restart(&mut self) {
-        self.exchanging.clear();
-    }
-
-    fn in_flight(&self) -> u64 {
-        self.exchanging.len() as u64
     }
 }
 
@@ -268,7 +160,7 @@ impl Handler<SendAuthCard> for CardAuth {
         let registry = self.registry.clone();
         let app_tokens = self.app_tokens.clone();
         let client = self.client.clone();
-        let config = self.config.clone();
+        let redirect = self.redirect.clone();
         Box::pin(async move {
             msg.options
                 .validate()
@@ -279,15 +171,23 @@ impl Handler<SendAuthCard> for CardAuth {
                     msg.open_id
                 )));
             }
-            let session = registry
-                .send(CreateSession {
-                    open_id: Some(msg.open_id.clone()),
-                    method: AuthMethod::WebsocketCard,
-                })
-                .await??;
+            let (session, authorize_url) = match &redirect {
+                Some(flow) => {
+                    let (session, url) = flow.start(&msg.open_id).await?;
+                    (session, Some(url))
+                }
+                None => {
+                    let session = registry
+                        .send(CreateSession {
+                            open_id: Some(msg.open_id.clone()),
+                            method: AuthMethod::WebsocketCard,
+                        })
+                        .await??;
+                    (session, None)
+                }
+            };
             let session_id = Uuid::parse_str(&session.session_id)
                 .map_err(|e| AuthError::BadInput(e.to_string()))?;
-            let authorize_url = authorize_url(&client, &config, session_id);
             let card = auth_request_card(session_id, &msg.options, authorize_url.as_deref());
             let sent = with_tenant_token(&app_tokens, |token| {
                 let client = client.clone();
@@ -495,42 +395,44 @@ impl Handler<SessionEnded> for CardAuth {
 }
 
 impl Handler<CompleteOAuth> for CardAuth {
-    type Result = ResponseActFuture<Self, Result<SessionView, AuthError>>;
+    type Result = ResponseFuture<Result<SessionView, AuthError>>;
 
     fn handle(&mut self, msg: CompleteOAuth, _: &mut Context<Self>) -> Self::Result {
-        if self.config.redirect_uri.is_none() {
+        let Some(flow) = self.redirect.clone() else {
             return Box::pin(fut::ready(Err(AuthError::BadInput(
                 "the OAuth redirect flow is off: set OAUTH_REDIRECT_URI".into(),
             ))));
-        }
-        let registry = self.registry.clone();
-        let state = msg.state;
-        let lookup = async move { registry.send(GetSession { session_id: state }).await };
-        Box::pin(lookup.into_actor(self).then(move |found, act, _| {
-            let session = match found {
-                Ok(Ok(Some(s)))
-                    if s.state == SessionState::Pending && s.expires_at > crate::db::now() =>
-                {
-                    s
-                }
-                Ok(Ok(Some(s))) if s.state == SessionState::Pending => {
-                    return Box::pin(fut::ready(Err(AuthError::Expired)))
-                        as ResponseActFuture<Self, _>
-                }
-                Ok(Ok(Some(s))) => {
-                    return Box::pin(fut::ready(Err(AuthError::NotPending(s.state))))
-                }
-                Ok(Ok(None)) => {
-                    return Box::pin(fut::ready(Err(AuthError::UnknownSession(
-                        state.to_string(),
-                    ))))
-                }
-                Ok(Err(e)) => return Box::pin(fut::ready(Err(e))),
-                Err(e) => return Box::pin(fut::ready(Err(e.into()))),
-            };
-            act.exchange(session, msg.code, AuthMethod::OauthRedirect)
-        }))
+        };
+        Box::pin(async move { flow.complete(&msg.code, &msg.state).await })
     }
+}
+
+/// Send `open_id` a new authorization card saying `why`, in the background:
+/// for a user whose authorization ended (a refresh token refused for good,
+/// a scope not granted). Failures are logged; nothing waits for them.
+pub fn send_reauth_card(card_auth: Addr<CardAuth>, open_id: String, why: String) {
+    actix_rt::spawn(async move {
+        let sent = card_auth
+            .send(SendAuthCard {
+                open_id: open_id.clone(),
+                options: AuthCardOptions {
+                    custom_message: Some(why),
+                    ..AuthCardOptions::default()
+                },
+            })
+            .await;
+        match sent {
+            Ok(Ok(card)) => {
+                tracing::info!(%open_id, session_id = %card.session_id, "sent a new authorization card")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(%open_id, error = %e, "could not send a new authorization card")
+            }
+            Err(e) => {
+                tracing::warn!(%open_id, error = %e, "could not send a new authorization card: card flow unavailable")
+            }
+        }
+    });
 }
 
 /// The event handler for `card.action.trigger`: hands the event to `CardAuth`.

@@ -16,6 +16,10 @@ pub enum AuthError {
     Expired,
     #[error("this card was sent to another user")]
     WrongOperator,
+    #[error("the callback's `state` names no pending authorization (unknown, or already used); open the link on a new authorization card")]
+    UnknownState,
+    #[error("the authorization was approved by another account than the one it was sent to; nothing was stored")]
+    ForeignUser,
     #[error("a code for this authorization is being requested; try again in a moment")]
     InProgress,
     #[error("exchanging the authorization code failed: {0}")]
@@ -50,6 +54,8 @@ impl AuthError {
             Self::NotPending(_) => "not_pending",
             Self::Expired => "expired",
             Self::WrongOperator => "wrong_operator",
+            Self::UnknownState => "unknown_state",
+            Self::ForeignUser => "wrong_user",
             Self::InProgress => "in_progress",
             Self::Exchange(_) => "exchange_failed",
             Self::Platform(_) => "platform_error",

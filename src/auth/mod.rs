@@ -6,6 +6,7 @@ pub mod card_auth;
 pub mod card_updates;
 pub mod device_logins;
 pub mod error;
+pub mod redirect;
 pub mod registry;
 pub mod rekey;
 pub mod vault;

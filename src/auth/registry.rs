@@ -28,7 +28,7 @@ use crate::db::models::user_auth_session::{
 };
 use crate::db::{Db, DbError};
 use crate::domain::{AuthMethod, SessionState};
-use crate::lark::auth_api::{UserInfo, UserToken};
+use crate::lark::auth_api::{PkceVerifier, UserInfo, UserToken};
 use crate::metrics::{AUTH_COMPLETED, AUTH_FAILED, AUTH_SESSIONS, USER_AUTH_SUCCESS_RATE};
 use crate::supervise::{ActorState, Lifecycle, Managed};
 use crate::telemetry::Masked;
@@ -124,6 +124,43 @@ impl std::fmt::Debug for UserTokens {
 pub struct CreateSession {
     pub open_id: Option<String>,
     pub method: AuthMethod,
+}
+
+/// Start a pending `oauth_redirect` session for `open_id` with the secrets
+/// of its authorize request: the hash of the `state` (the state itself is
+/// never stored) and the PKCE verifier, which the vault seals.
+#[derive(Message)]
+#[rtype(result = "Result<SessionView, AuthError>")]
+pub struct CreateRedirectSession {
+    pub open_id: String,
+    pub state_hash: String,
+    pub verifier: PkceVerifier,
+}
+
+/// The session whose redirect `state` hashes to `state_hash`, with its
+/// PKCE verifier opened; none for an unknown state or one whose session
+/// already completed.
+#[derive(Message)]
+#[rtype(result = "Result<Option<RedirectSession>, AuthError>")]
+pub struct FindRedirectSession {
+    pub state_hash: String,
+}
+
+/// A redirect's session and the verifier its code exchange needs.
+pub struct RedirectSession {
+    pub session: SessionView,
+    /// None when the stored value is not a verifier RFC 7636 allows.
+    pub verifier: Option<PkceVerifier>,
+}
+
+/// Move completed session `session_id` to `reauth_required`: a call with
+/// its token was refused for a reason only a new authorization fixes (a
+/// scope the user did not grant). Answers whether it moved.
+#[derive(Message)]
+#[rtype(result = "Result<bool, AuthError>")]
+pub struct RequireReauth {
+    pub session_id: String,
+    pub reason: String,
 }
 
 #[derive(Message)]
@@ -286,16 +323,21 @@ fn view(row: Option<UserAuthSession>) -> Result<Option<SessionView>, AuthError> 
     row.map(SessionView::try_from).transpose()
 }
 
-impl Handler<CreateSession> for SessionRegistry {
-    type Result = ResponseFuture<Result<SessionView, AuthError>>;
-
-    fn handle(&mut self, msg: CreateSession, _: &mut Context<Self>) -> Self::Result {
+impl SessionRegistry {
+    /// Insert pending session `session_id`, with a redirect's `(state
+    /// hash, sealed verifier)` in the same transaction when there is one.
+    fn create(
+        &self,
+        session_id: String,
+        open_id: Option<String>,
+        method: AuthMethod,
+        redirect: Option<(String, String)>,
+    ) -> ResponseFuture<Result<SessionView, AuthError>> {
         let db = self.db.clone();
         let app_id = self.app_id.clone();
         let ttl =
             chrono::Duration::from_std(self.session_ttl).unwrap_or(chrono::Duration::minutes(10));
         Box::pin(async move {
-            let session_id = Uuid::new_v4().to_string();
             let now = crate::db::now();
             let row = db
                 .write(move |c| {
@@ -304,14 +346,17 @@ impl Handler<CreateSession> for SessionRegistry {
                         &NewUserAuthSession {
                             session_id: &session_id,
                             app_id: &app_id,
-                            open_id: msg.open_id.as_deref(),
-                            auth_method: msg.method.as_str(),
+                            open_id: open_id.as_deref(),
+                            auth_method: method.as_str(),
                             state: SessionState::Pending.as_str(),
                             expires_at: now + ttl,
                             created_at: now,
                             updated_at: now,
                         },
                     )?;
+                    if let Some((state_hash, verifier_enc)) = &redirect {
+                        sessions::set_redirect_grant(c, &session_id, state_hash, verifier_enc)?;
+                    }
                     sessions::find(c, &session_id)
                 })
                 .await?;
@@ -319,6 +364,91 @@ impl Handler<CreateSession> for SessionRegistry {
                 .ok_or_else(|| AuthError::BadInput("the new session was not stored".into()))?;
             tracing::info!(session_id = %view.session_id, open_id = ?view.open_id, method = %view.auth_method, "authorization session created");
             Ok(view)
+        })
+    }
+}
+
+impl Handler<CreateSession> for SessionRegistry {
+    type Result = ResponseFuture<Result<SessionView, AuthError>>;
+
+    fn handle(&mut self, msg: CreateSession, _: &mut Context<Self>) -> Self::Result {
+        self.create(Uuid::new_v4().to_string(), msg.open_id, msg.method, None)
+    }
+}
+
+impl Handler<CreateRedirectSession> for SessionRegistry {
+    type Result = ResponseFuture<Result<SessionView, AuthError>>;
+
+    fn handle(&mut self, msg: CreateRedirectSession, _: &mut Context<Self>) -> Self::Result {
+        let session_id = Uuid::new_v4().to_string();
+        let slot = Slot::new(SealedColumn::PkceVerifier, &session_id);
+        let verifier_enc = match self.vault.seal(slot, msg.verifier.as_str()) {
+            Ok(sealed) => sealed,
+            Err(e) => return Box::pin(fut::ready(Err(e.into()))),
+        };
+        self.create(
+            session_id,
+            Some(msg.open_id),
+            AuthMethod::OauthRedirect,
+            Some((msg.state_hash, verifier_enc)),
+        )
+    }
+}
+
+impl Handler<FindRedirectSession> for SessionRegistry {
+    type Result = ResponseFuture<Result<Option<RedirectSession>, AuthError>>;
+
+    fn handle(&mut self, msg: FindRedirectSession, _: &mut Context<Self>) -> Self::Result {
+        let db = self.db.clone();
+        let vault = self.vault.clone();
+        Box::pin(async move {
+            let Some((row, verifier_enc)) = db
+                .read(move |c| sessions::find_by_state_hash(c, &msg.state_hash))
+                .await?
+            else {
+                return Ok(None);
+            };
+            // A verifier that does not open (sealed under a key since
+            // dropped) is as good as none: the callback is refused, and the
+            // session runs out its short life.
+            let slot = Slot::new(SealedColumn::PkceVerifier, &row.session_id);
+            let verifier = verifier_enc
+                .as_deref()
+                .and_then(|v| vault.open(slot, v).ok())
+                .and_then(|v| PkceVerifier::parse(&v));
+            Ok(Some(RedirectSession {
+                session: SessionView::try_from(row)?,
+                verifier,
+            }))
+        })
+    }
+}
+
+impl Handler<RequireReauth> for SessionRegistry {
+    type Result = ResponseFuture<Result<bool, AuthError>>;
+
+    fn handle(&mut self, msg: RequireReauth, _: &mut Context<Self>) -> Self::Result {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let (id, reason) = (msg.session_id.clone(), msg.reason.clone());
+            let moved = db
+                .write(move |c| match sessions::find(c, &id)? {
+                    // Whatever pair the row holds now: a refresh keeps the
+                    // scopes, so the newest token lacks the scope too.
+                    Some(row) => sessions::mark_reauth_required(
+                        c,
+                        row.id,
+                        row.token_generation,
+                        &reason,
+                        crate::db::now(),
+                    ),
+                    None => Ok(false),
+                })
+                .await?;
+            if moved {
+                tracing::warn!(session_id = %msg.session_id, reason = %msg.reason, "session needs a new authorization");
+            }
+            Ok(moved)
         })
     }
 }
@@ -392,6 +522,10 @@ impl Handler<CompleteSession> for SessionRegistry {
             let (won, row) = db
                 .write(move |c| {
                     let won = sessions::complete(c, &id, &completion, now)?;
+                    if won {
+                        // The redirect's state and verifier are spent.
+                        sessions::clear_redirect_grant(c, &id)?;
+                    }
                     Ok((won, sessions::find(c, &id)?))
                 })
                 .await?;

@@ -181,14 +181,17 @@ pub enum SealedColumn {
     UserRefreshToken,
     DeviceAccessToken,
     DeviceRefreshToken,
+    /// A pending redirect session's PKCE code verifier.
+    PkceVerifier,
 }
 
 impl SealedColumn {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::UserAccessToken,
         Self::UserRefreshToken,
         Self::DeviceAccessToken,
         Self::DeviceRefreshToken,
+        Self::PkceVerifier,
     ];
 
     /// `<table>.<column>`, as in the schema.
@@ -198,6 +201,7 @@ impl SealedColumn {
             Self::UserRefreshToken => "user_auth_sessions.refresh_token_enc",
             Self::DeviceAccessToken => "device_tokens.access_token_enc",
             Self::DeviceRefreshToken => "device_tokens.refresh_token_enc",
+            Self::PkceVerifier => "user_auth_sessions.pkce_verifier_enc",
         }
     }
 

@@ -29,6 +29,8 @@ diesel::table! {
         refresh_claimed_by -> Nullable<Text>,
         refresh_claimed_until -> Nullable<Timestamp>,
         refresh_attempts -> Integer,
+        oauth_state_hash -> Nullable<Text>,
+        pkce_verifier_enc -> Nullable<Text>,
         token_generation -> BigInt,
     }
 }

@@ -195,6 +195,8 @@ impl From<crate::auth::error::AuthError> for ApiError {
             A::UnknownSession(_) => Self::not_found("unknown_session", e.to_string()),
             A::NotPending(_) | A::Expired => Self::conflict("session_not_pending", e.to_string()),
             A::WrongOperator => Self::conflict("wrong_operator", e.to_string()),
+            A::UnknownState => Self::bad_request("unknown_state", e.to_string()),
+            A::ForeignUser => Self::conflict("wrong_user", e.to_string()),
             A::AuthRequired(_) | A::Unreadable { .. } => {
                 Self::conflict("auth_required", e.to_string())
             }
@@ -220,6 +222,7 @@ impl From<crate::apaas::error::ApaasError> for ApiError {
             A::NotConfigured => Self::unavailable("not_configured", message),
             A::BadInput(_) => Self::bad_request("bad_input", message),
             A::AuthRequired { .. } => Self::conflict("auth_required", message),
+            A::ScopeMissing { .. } => Self::conflict("scope_missing", message),
             A::TokenUnavailable(_) => Self::unavailable("token_unavailable", message),
             A::Unavailable(_) => Self::unavailable("unavailable", message),
             A::Timeout { .. } => Self::GatewayTimeout {

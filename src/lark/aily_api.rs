@@ -25,6 +25,23 @@ const MAX_PAGES: usize = 20;
 
 const SESSIONS_PATH: &str = "/open-apis/aily/v1/sessions";
 
+/// The scope each Aily call needs of a user token, from each API's doc page
+/// (权限要求; open.feishu.cn `aily-v1/aily_session/create`,
+/// `aily_session-aily_message/create` and `/list`, `aily_session-run/create`
+/// and `/get`). A token without it is refused with 99991679.
+pub mod scopes {
+    /// `POST /open-apis/aily/v1/sessions`.
+    pub const SESSION_WRITE: &str = "aily:session:write";
+    /// `POST .../sessions/:id/messages`.
+    pub const MESSAGE_WRITE: &str = "aily:message:write";
+    /// `GET .../sessions/:id/messages`.
+    pub const MESSAGE_READ: &str = "aily:message:read";
+    /// `POST .../sessions/:id/runs`.
+    pub const RUN_WRITE: &str = "aily:run:write";
+    /// `GET .../sessions/:id/runs/:run_id`.
+    pub const RUN_READ: &str = "aily:run:read";
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct AilySession {
     pub id: String,

@@ -1,21 +1,18 @@
 //! App and user authentication (§4 and §5 of the protocol notes).
 //!
 //! App side: `tenant_access_token` and `app_access_token` from the app's
-//! credentials. User side: the OAuth authorize URL (with PKCE), exchanging
-//! an authorization code for a user token, refreshing it, and reading the
-//! user's profile.
+//! credentials. User side: the OAuth authorize URL (with PKCE and a random
+//! `state`), exchanging a redirect's code for a user token, refreshing user
+//! tokens, and reading the user's profile.
 //!
-//! The platform has two generations of the user-token endpoints, and the
-//! service needs both:
-//! - **v2** (`/open-apis/authen/v2/oauth/token`, RFC 6749 style) is the
-//!   default. It binds the code to the `redirect_uri` and the PKCE verifier
-//!   of the authorize request, so it serves the OAuth redirect flow.
-//! - **v1 OIDC** (`/open-apis/authen/v1/oidc/...`, app-token bearer) serves
-//!   codes that reach us from a card click: that flow has no browser
-//!   redirect, hence no `redirect_uri` or verifier that v2 could check.
-//!
-//! A refresh token must go back to the generation that issued it; the
-//! platform answers 20026 to a v1 refresh token presented to v2.
+//! A user token refreshes at the endpoint family that issued it
+//! ([`TokenFamily`]): tokens from the device flow (the card and device
+//! logins) at the accounts host's `/oauth/v3/token`, as larksuite/cli does
+//! (`internal/auth/uat_client.go`: JSON body `{grant_type, refresh_token,
+//! client_id, client_secret}`); tokens from the redirect flow at
+//! `/open-apis/authen/v2/oauth/token`, where their code was exchanged. The
+//! v1 OIDC endpoints are not used: no flow of the service obtains a code
+//! without a redirect any more (a card click carries none).
 
 use std::fmt;
 use std::time::Duration;
@@ -29,7 +26,7 @@ use sha2::{Digest as _, Sha256};
 
 use super::client::{encode_component, ApiRequest, LarkClient, LarkError};
 use super::de::opt_string;
-use crate::domain::Scopes;
+use crate::domain::{AuthMethod, Scopes};
 use crate::telemetry::Masked;
 
 /// The authorize page on the accounts host.
@@ -37,9 +34,9 @@ pub const AUTHORIZE_PATH: &str = "/open-apis/authen/v1/authorize";
 
 const TENANT_TOKEN_PATH: &str = "/open-apis/auth/v3/tenant_access_token/internal";
 const APP_TOKEN_PATH: &str = "/open-apis/auth/v3/app_access_token/internal";
-const OIDC_TOKEN_PATH: &str = "/open-apis/authen/v1/oidc/access_token";
-const OIDC_REFRESH_PATH: &str = "/open-apis/authen/v1/oidc/refresh_access_token";
 const OAUTH_TOKEN_PATH: &str = "/open-apis/authen/v2/oauth/token";
+/// The accounts host's token endpoint (device flow: polls and refreshes).
+pub const ACCOUNTS_TOKEN_PATH: &str = "/oauth/v3/token";
 const USER_INFO_PATH: &str = "/open-apis/authen/v1/user_info";
 
 /// A tenant or app access token and how long it has left.
@@ -59,7 +56,7 @@ impl fmt::Debug for AppToken {
     }
 }
 
-/// A user access token, normalised from the v1 and v2 answers.
+/// A user access token, normalised from the token endpoints' answers.
 #[derive(Clone, PartialEq, Eq)]
 pub struct UserToken {
     pub access_token: String,
@@ -84,8 +81,8 @@ impl fmt::Debug for UserToken {
     }
 }
 
-/// v1 answers in `data`, v2 flat; the fields are the same except the
-/// refresh lifetime's name, which the alias absorbs.
+/// The flat RFC 6749-style answer of v2 and of the accounts host; the
+/// alias absorbs the older name of the refresh lifetime.
 #[derive(Deserialize)]
 struct UserTokenAnswer {
     access_token: String,
@@ -189,9 +186,67 @@ pub struct AuthorizeRequest<'a> {
     pub redirect_uri: &'a str,
     /// Requested scopes (`offline_access` among them).
     pub scopes: &'a Scopes,
-    /// Comes back on the redirect; the service uses the session id.
-    pub state: &'a str,
-    pub pkce: Option<&'a PkceVerifier>,
+    /// Comes back on the redirect; ties it to the session.
+    pub state: &'a RedirectState,
+    pub pkce: &'a PkceVerifier,
+}
+
+/// The `state` of an authorize request: 256 random bits, base64url. It
+/// travels through the user's browser and back to `/oauth/callback`, where
+/// it finds the session; the service stores only its [hash](Self::hash),
+/// and never uses the session id for it (that id appears in logs and card
+/// values, so anyone who saw one could forge a callback).
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedirectState(String);
+
+impl RedirectState {
+    pub fn generate() -> Self {
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        Self(URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// Accept a `state` from a callback if it has the shape ours have
+    /// (43 base64url characters); anything else cannot be one of ours.
+    pub fn parse(s: &str) -> Option<Self> {
+        let allowed = |c: char| c.is_ascii_alphanumeric() || "-_".contains(c);
+        (s.len() == 43 && s.chars().all(allowed)).then(|| Self(s.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Hex SHA-256: what the session row keeps.
+    pub fn hash(&self) -> String {
+        hex::encode(Sha256::digest(self.0.as_bytes()))
+    }
+}
+
+impl fmt::Debug for RedirectState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "RedirectState({})", Masked(&self.0))
+    }
+}
+
+/// The token endpoint that issued a user token, and so the one its refresh
+/// token goes back to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenFamily {
+    /// The accounts host's `/oauth/v3/token`: device-flow tokens (the card
+    /// and device logins).
+    Accounts,
+    /// `/open-apis/authen/v2/oauth/token`: redirect-flow tokens.
+    OAuthV2,
+}
+
+impl From<AuthMethod> for TokenFamily {
+    fn from(method: AuthMethod) -> Self {
+        match method {
+            AuthMethod::WebsocketCard | AuthMethod::DeviceCode => Self::Accounts,
+            AuthMethod::OauthRedirect => Self::OAuthV2,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -241,18 +296,16 @@ impl LarkClient {
     /// browser is sent to grant access.
     pub fn authorize_url(&self, req: &AuthorizeRequest<'_>) -> String {
         let scope = req.scopes.to_param();
-        let mut params = vec![
+        let challenge = req.pkce.challenge();
+        let params = [
             ("client_id", req.app_id),
             ("response_type", "code"),
             ("redirect_uri", req.redirect_uri),
             ("scope", &scope),
-            ("state", req.state),
+            ("state", req.state.as_str()),
+            ("code_challenge", &challenge),
+            ("code_challenge_method", "S256"),
         ];
-        let challenge = req.pkce.map(PkceVerifier::challenge);
-        if let Some(challenge) = &challenge {
-            params.push(("code_challenge", challenge));
-            params.push(("code_challenge_method", "S256"));
-        }
         let query: Vec<String> = params
             .iter()
             .map(|(k, v)| format!("{k}={}", encode_component(v)))
@@ -272,68 +325,49 @@ impl LarkClient {
         app_secret: &str,
         code: &str,
         redirect_uri: &str,
-        code_verifier: Option<&PkceVerifier>,
+        code_verifier: &PkceVerifier,
     ) -> Result<UserToken, LarkError> {
-        let mut body = json!({
+        let body = json!({
             "grant_type": "authorization_code",
             "client_id": app_id,
             "client_secret": app_secret,
             "code": code,
             "redirect_uri": redirect_uri,
+            "code_verifier": code_verifier.as_str(),
         });
-        if let Some(verifier) = code_verifier {
-            body["code_verifier"] = json!(verifier.as_str());
-        }
         let a: UserTokenAnswer = self
             .flat(ApiRequest::post(OAUTH_TOKEN_PATH).json(body))
             .await?;
         Ok(a.into())
     }
 
-    /// v2 refresh. The old refresh token is spent whether or not the answer
-    /// arrives: store the returned one before anything else.
-    pub async fn refresh_user_token_v2(
+    /// Refresh at the endpoint family that issued the token. The old
+    /// refresh token is spent whether or not the answer arrives: store the
+    /// returned one before anything else. An answer without a refresh token
+    /// keeps the presented one, as larksuite/cli does (`uat_client.go`).
+    pub async fn refresh_user_token(
         &self,
+        family: TokenFamily,
         app_id: &str,
         app_secret: &str,
         refresh_token: &str,
     ) -> Result<UserToken, LarkError> {
         let body = json!({
             "grant_type": "refresh_token",
+            "refresh_token": refresh_token,
             "client_id": app_id,
             "client_secret": app_secret,
-            "refresh_token": refresh_token,
         });
-        let a: UserTokenAnswer = self
-            .flat(ApiRequest::post(OAUTH_TOKEN_PATH).json(body))
-            .await?;
-        Ok(a.into())
-    }
-
-    /// v1 OIDC code exchange, for codes from a card click (no redirect URI).
-    pub async fn exchange_code_v1(
-        &self,
-        app_access_token: &str,
-        code: &str,
-    ) -> Result<UserToken, LarkError> {
-        let req = ApiRequest::post(OIDC_TOKEN_PATH)
-            .bearer(app_access_token)
-            .json(json!({"grant_type": "authorization_code", "code": code}));
-        let a: UserTokenAnswer = self.envelope(req).await?;
-        Ok(a.into())
-    }
-
-    /// v1 OIDC refresh, for tokens that v1 issued.
-    pub async fn refresh_user_token_v1(
-        &self,
-        app_access_token: &str,
-        refresh_token: &str,
-    ) -> Result<UserToken, LarkError> {
-        let req = ApiRequest::post(OIDC_REFRESH_PATH)
-            .bearer(app_access_token)
-            .json(json!({"grant_type": "refresh_token", "refresh_token": refresh_token}));
-        let a: UserTokenAnswer = self.envelope(req).await?;
-        Ok(a.into())
+        let req = match family {
+            TokenFamily::Accounts => ApiRequest::post(ACCOUNTS_TOKEN_PATH).on_accounts(),
+            TokenFamily::OAuthV2 => ApiRequest::post(OAUTH_TOKEN_PATH),
+        };
+        let a: UserTokenAnswer = self.flat(req.json(body)).await?;
+        let mut token = UserToken::from(a);
+        if token.refresh_token.is_none() {
+            token.refresh_token = Some(refresh_token.to_owned());
+        }
+        Ok(token)
     }
 
     /// `GET /open-apis/authen/v1/user_info` as the user.
@@ -378,12 +412,13 @@ mod tests {
         )
         .unwrap();
         let verifier = PkceVerifier::generate();
+        let state = RedirectState::generate();
         let url = client.authorize_url(&AuthorizeRequest {
             app_id: "cli_a1b2c3d4e5f60718",
             redirect_uri: "https://svc.example.com/oauth/callback?x=1",
             scopes: &Scopes::parse("contact:user.base:readonly").unwrap(),
-            state: "0b6c-state",
-            pkce: Some(&verifier),
+            state: &state,
+            pkce: &verifier,
         });
         let parsed = url::Url::parse(&url).unwrap();
         assert_eq!(parsed.host_str(), Some("accounts.feishu.cn"));
@@ -396,23 +431,39 @@ mod tests {
             "https://svc.example.com/oauth/callback?x=1"
         );
         assert_eq!(q["scope"], "contact:user.base:readonly offline_access");
-        assert_eq!(q["state"], "0b6c-state");
+        assert_eq!(q["state"], state.as_str());
         assert_eq!(q["code_challenge"], verifier.challenge());
         assert_eq!(q["code_challenge_method"], "S256");
         assert!(url.contains("scope=contact%3Auser.base%3Areadonly%20offline_access"));
     }
 
     #[test]
-    fn v1_and_v2_answers_normalise_alike() {
-        let v1: UserTokenAnswer = serde_json::from_str(
-            r#"{"access_token":"u-1","refresh_token":"ur-1","token_type":"Bearer","expires_in":7200,"refresh_expires_in":2592000,"scope":"a b"}"#,
-        )
-        .unwrap();
-        let v2: UserTokenAnswer = serde_json::from_str(
-            r#"{"code":0,"access_token":"u-1","refresh_token":"ur-1","token_type":"Bearer","expires_in":7200,"refresh_token_expires_in":2592000,"scope":"a b"}"#,
-        )
-        .unwrap();
-        assert_eq!(UserToken::from(v1), UserToken::from(v2));
+    fn states_are_random_hashed_and_checked_for_shape() {
+        let (a, b) = (RedirectState::generate(), RedirectState::generate());
+        assert_ne!(a, b);
+        assert_eq!(RedirectState::parse(a.as_str()), Some(a.clone()));
+        assert_eq!(a.hash().len(), 64);
+        assert_ne!(a.hash(), b.hash());
+        assert!(!a.hash().contains(a.as_str()));
+        assert!(RedirectState::parse("3f2c9a4e-6b1d-4c8e-9f00-1234567890ab").is_none());
+        assert!(RedirectState::parse(&"a".repeat(44)).is_none());
+        assert!(!format!("{a:?}").contains(a.as_str()));
+    }
+
+    #[test]
+    fn each_method_refreshes_at_the_family_that_issued_its_tokens() {
+        assert_eq!(
+            TokenFamily::from(AuthMethod::WebsocketCard),
+            TokenFamily::Accounts
+        );
+        assert_eq!(
+            TokenFamily::from(AuthMethod::DeviceCode),
+            TokenFamily::Accounts
+        );
+        assert_eq!(
+            TokenFamily::from(AuthMethod::OauthRedirect),
+            TokenFamily::OAuthV2
+        );
     }
 
     #[test]

@@ -43,6 +43,16 @@ pub enum LarkError {
         msg: String,
         log_id: Option<String>,
     },
+    /// 99991679: the user's token lacks a scope the call needs; only a new
+    /// authorization asking for it helps. `scopes` are the ones the
+    /// platform named (`error.permission_violations[].subject`), possibly
+    /// none.
+    #[error("the user has not granted {}: {msg}{}", scope_list(.scopes), log_suffix(.log_id))]
+    ScopeNotGranted {
+        scopes: Vec<String>,
+        msg: String,
+        log_id: Option<String>,
+    },
     /// HTTP 429 or code 99991400; wait `retry_after` before the next call.
     #[error("rate limited by the open platform; retry after {retry_after:?}")]
     RateLimited { retry_after: Duration },
@@ -66,6 +76,14 @@ pub enum LarkError {
     Transport(#[from] reqwest::Error),
 }
 
+fn scope_list(scopes: &[String]) -> String {
+    if scopes.is_empty() {
+        "a scope this call needs".to_owned()
+    } else {
+        format!("the scope {}", scopes.join(", "))
+    }
+}
+
 fn log_suffix(log_id: &Option<String>) -> String {
     log_id
         .as_deref()
@@ -78,6 +96,7 @@ impl LarkError {
     pub fn code(&self) -> Option<i64> {
         match self {
             Self::Api { code, .. } => Some(*code),
+            Self::ScopeNotGranted { .. } => Some(codes::SCOPE_NOT_GRANTED),
             Self::RateLimited { .. } => Some(codes::RATE_LIMITED),
             _ => None,
         }
@@ -86,9 +105,10 @@ impl LarkError {
     /// The `X-Tt-Logid` of the failed call, to quote to platform support.
     pub fn log_id(&self) -> Option<&str> {
         match self {
-            Self::Api { log_id, .. } | Self::Http { log_id, .. } | Self::Decode { log_id, .. } => {
-                log_id.as_deref()
-            }
+            Self::Api { log_id, .. }
+            | Self::ScopeNotGranted { log_id, .. }
+            | Self::Http { log_id, .. }
+            | Self::Decode { log_id, .. } => log_id.as_deref(),
             _ => None,
         }
     }
@@ -112,7 +132,7 @@ impl LarkError {
             Self::Http { status, .. } => *status >= 500,
             Self::Api { code, .. } => codes::REFRESH_TRANSIENT.contains(code),
             Self::RateLimited { .. } => true,
-            Self::Decode { .. } => false,
+            Self::Decode { .. } | Self::ScopeNotGranted { .. } => false,
         }
     }
 
@@ -128,6 +148,7 @@ impl LarkError {
 /// carry secrets.
 pub struct ApiRequest<'a> {
     method: Method,
+    host: Host,
     path: String,
     bearer: Option<&'a str>,
     query: Vec<(&'static str, String)>,
@@ -138,6 +159,7 @@ impl<'a> ApiRequest<'a> {
     pub fn new(method: Method, path: impl Into<String>) -> Self {
         Self {
             method,
+            host: Host::Open,
             path: path.into(),
             bearer: None,
             query: Vec::new(),
@@ -157,6 +179,13 @@ impl<'a> ApiRequest<'a> {
         Self::new(Method::PATCH, path)
     }
 
+    /// Send it to the accounts host instead of the open platform (the
+    /// device flow's token endpoint lives there).
+    pub fn on_accounts(mut self) -> Self {
+        self.host = Host::Accounts;
+        self
+    }
+
     /// Send `Authorization: Bearer <token>`.
     pub fn bearer(mut self, token: &'a str) -> Self {
         self.bearer = Some(token);
@@ -173,6 +202,13 @@ impl<'a> ApiRequest<'a> {
         self.body = Some(body);
         self
     }
+}
+
+/// Which base URL a request goes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Host {
+    Open,
+    Accounts,
 }
 
 /// How a successful answer carries its payload.
@@ -235,9 +271,11 @@ impl LarkClient {
         req: ApiRequest<'_>,
         shape: Shape,
     ) -> Result<T, LarkError> {
-        let mut builder = self
-            .http
-            .request(req.method.clone(), self.open_base.join(&req.path));
+        let base = match req.host {
+            Host::Open => &self.open_base,
+            Host::Accounts => &self.accounts_base,
+        };
+        let mut builder = self.http.request(req.method.clone(), base.join(&req.path));
         if !req.query.is_empty() {
             builder = builder.query(&req.query);
         }
@@ -320,6 +358,13 @@ fn interpret<T: DeserializeOwned>(
     if status >= 500 {
         return Err(http_error(log_id));
     }
+    if code == codes::SCOPE_NOT_GRANTED {
+        return Err(LarkError::ScopeNotGranted {
+            scopes: violated_scopes(&object),
+            msg: error_message(&object),
+            log_id,
+        });
+    }
     if code != 0 {
         return Err(LarkError::Api {
             code,
@@ -335,6 +380,33 @@ fn interpret<T: DeserializeOwned>(
         Shape::Flat => Value::Object(object),
     };
     serde_json::from_value(payload).map_err(|source| LarkError::Decode { source, log_id })
+}
+
+/// The scopes a refusal names: the `subject` of each
+/// `error.permission_violations` entry, the shape the SDKs model
+/// (oapi-sdk-go `core/apiresp.go`, `CodeErrorPermissionViolation`). Whether
+/// 99991679 always fills it in is unconfirmed, so subjects that are not
+/// scope names (`x:y`) are skipped and none at all is an answer too.
+fn violated_scopes(object: &serde_json::Map<String, Value>) -> Vec<String> {
+    let violations = object
+        .get("error")
+        .and_then(|e| e.get("permission_violations"))
+        .and_then(Value::as_array);
+    let mut scopes: Vec<String> = Vec::new();
+    for subject in violations
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.get("subject")?.as_str())
+    {
+        let is_scope = subject.contains(':')
+            && subject
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || ":._-".contains(c));
+        if is_scope && !scopes.iter().any(|s| s == subject) {
+            scopes.push(subject.to_owned());
+        }
+    }
+    scopes
 }
 
 /// `msg` of the envelope, or `error: error_description` of the OAuth shape.
@@ -431,6 +503,23 @@ mod tests {
         );
         assert!(err.needs_reauth());
         assert!(!err.is_transient());
+    }
+
+    #[test]
+    fn a_scope_not_granted_names_the_scopes_the_platform_names() {
+        let err = envelope(
+            400,
+            r#"{"code":99991679,"msg":"user not authorized scope","error":{"permission_violations":[{"type":"action_privilege_required","subject":"aily:run:write"},{"subject":"not a scope"},{"subject":"aily:run:write"}]}}"#,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, LarkError::ScopeNotGranted { scopes, .. } if scopes == &["aily:run:write"])
+        );
+        assert_eq!(err.code(), Some(99991679));
+        assert!(!err.is_transient() && !err.is_token_invalid() && !err.needs_reauth());
+        assert!(err.to_string().contains("aily:run:write"), "{err}");
+        let bare = envelope(400, r#"{"code":99991679,"msg":"no scope"}"#).unwrap_err();
+        assert!(matches!(&bare, LarkError::ScopeNotGranted { scopes, .. } if scopes.is_empty()));
     }
 
     #[test]

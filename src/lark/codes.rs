@@ -20,6 +20,13 @@ pub const APP_ACCESS_TOKEN_INVALID: i64 = 99991664;
 pub const USER_ACCESS_TOKEN_INVALID: i64 = 99991668;
 /// `user_access_token` expired; refresh it.
 pub const USER_ACCESS_TOKEN_EXPIRED: i64 = 99991677;
+/// The user did not grant a scope the call needs (the app has it enabled,
+/// the user's token does not carry it). Source: larksuite/cli
+/// `internal/output/lark_errors.go` (`LarkErrUserScopeInsufficient`) and
+/// `internal/errclass/codemeta.go` (missing-scope subtype, not retryable):
+/// only a new authorization that asks for the scope helps; refreshing keeps
+/// the token's scopes.
+pub const SCOPE_NOT_GRANTED: i64 = 99991679;
 /// A request field failed validation.
 pub const FIELD_VALIDATION_FAILED: i64 = 99992402;
 

@@ -7,13 +7,13 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use super::aily_api::{assistant_reply, RunStatus};
-use super::auth_api::{AuthorizeRequest, PkceVerifier};
+use super::auth_api::{AuthorizeRequest, PkceVerifier, RedirectState, TokenFamily, UserToken};
 use super::im_api::ReceiveIdType;
 use super::{codes, LarkClient, LarkError};
 use crate::auth::card;
 use crate::domain::BaseUrl;
 use crate::domain::Scopes;
-use crate::sim::oauth::SimUser;
+use crate::sim::oauth::{default_scope, Generation, SimUser};
 use crate::sim::{Fault, Simulator, SIM_APP_ID, SIM_APP_SECRET};
 
 const ADA: &str = "ou_ada0001";
@@ -34,14 +34,6 @@ fn start() -> (Simulator, LarkClient) {
     (sim, client)
 }
 
-async fn app_token(client: &LarkClient) -> String {
-    client
-        .app_access_token(SIM_APP_ID, SIM_APP_SECRET)
-        .await
-        .unwrap()
-        .token
-}
-
 async fn tenant_token(client: &LarkClient) -> String {
     client
         .tenant_access_token(SIM_APP_ID, SIM_APP_SECRET)
@@ -50,13 +42,49 @@ async fn tenant_token(client: &LarkClient) -> String {
         .token
 }
 
-/// A user token for Ada through the card (v1) path.
-async fn user_token(sim: &Simulator, client: &LarkClient) -> super::auth_api::UserToken {
-    let code = sim.state().open_api.oauth.issue_code(ADA);
+/// The code the authorize page hands the browser of whoever is signed in,
+/// and the `state` it came back with.
+async fn authorize(client: &LarkClient, scopes: &str, verifier: &PkceVerifier) -> (String, String) {
+    let state = RedirectState::generate();
+    let url = client.authorize_url(&AuthorizeRequest {
+        app_id: SIM_APP_ID,
+        redirect_uri: REDIRECT,
+        scopes: &Scopes::parse(scopes).unwrap(),
+        state: &state,
+        pkce: verifier,
+    });
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = browser.get(&url).send().await.unwrap();
+    assert_eq!(page.status(), 302);
+    let location = url::Url::parse(page.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(location.as_str().starts_with(REDIRECT));
+    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
+    assert_eq!(query["state"], state.as_str());
+    (query["code"].clone(), query["state"].clone())
+}
+
+/// A user token for `open_id` through the redirect flow, with `scopes`.
+async fn redirect_token(
+    sim: &Simulator,
+    client: &LarkClient,
+    open_id: &str,
+    scopes: &str,
+) -> UserToken {
+    sim.state().open_api.oauth.sign_in(open_id);
+    let verifier = PkceVerifier::generate();
+    let (code, _) = authorize(client, scopes, &verifier).await;
     client
-        .exchange_code_v1(&app_token(client).await, &code)
+        .exchange_code_v2(SIM_APP_ID, SIM_APP_SECRET, &code, REDIRECT, &verifier)
         .await
         .unwrap()
+}
+
+/// A user token for Ada with the service's default scopes.
+async fn user_token(sim: &Simulator, client: &LarkClient) -> UserToken {
+    redirect_token(sim, client, ADA, &default_scope()).await
 }
 
 fn api_code(err: &LarkError) -> i64 {
@@ -128,75 +156,16 @@ async fn rate_limits_carry_the_reset_time() {
 }
 
 #[tokio::test]
-async fn card_codes_exchange_through_v1_once() {
-    let (sim, client) = start();
-    let oauth = &sim.state().open_api.oauth;
-    let app = app_token(&client).await;
-    let code = oauth.issue_code(ADA);
-
-    let token = client.exchange_code_v1(&app, &code).await.unwrap();
-    assert!(token.access_token.starts_with("u-"));
-    assert!(token.refresh_token.is_some());
-    assert_eq!(token.expires_in, Duration::from_secs(7200));
-    assert!(token.refresh_expires_in.is_some());
-    assert_eq!(
-        oauth.access_token_owner(&token.access_token).as_deref(),
-        Some(ADA)
-    );
-    let sent = &sim.recorder().requests_to("/oidc/access_token")[0];
-    assert_eq!(sent.bearer(), Some(app.as_str()));
-
-    let reused = client.exchange_code_v1(&app, &code).await.unwrap_err();
-    assert_eq!(api_code(&reused), codes::AUTH_CODE_USED);
-
-    let expired = oauth.issue_expired_code(ADA);
-    let err = client.exchange_code_v1(&app, &expired).await.unwrap_err();
-    assert_eq!(api_code(&err), codes::AUTH_CODE_EXPIRED);
-
-    let err = client
-        .exchange_code_v1(&app, "no-such-code")
-        .await
-        .unwrap_err();
-    assert_eq!(api_code(&err), codes::AUTH_CODE_INVALID);
-
-    // v1 wants the app access token, not a tenant token.
-    let tenant = tenant_token(&client).await;
-    let err = client
-        .exchange_code_v1(&tenant, &oauth.issue_code(ADA))
-        .await
-        .unwrap_err();
-    assert!(err.is_token_invalid());
-}
-
-#[tokio::test]
 async fn redirect_flow_exchanges_through_v2_with_pkce() {
     let (sim, client) = start();
     sim.state().open_api.oauth.sign_in(ADA);
     let verifier = PkceVerifier::generate();
-    let url = client.authorize_url(&AuthorizeRequest {
-        app_id: SIM_APP_ID,
-        redirect_uri: REDIRECT,
-        scopes: &Scopes::parse("contact:user.base:readonly").unwrap(),
-        state: "session-42",
-        pkce: Some(&verifier),
-    });
-
-    // The browser's visit: the accounts page redirects back with a code.
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let page = browser.get(&url).send().await.unwrap();
-    assert_eq!(page.status(), 302);
-    let location = url::Url::parse(page.headers()["location"].to_str().unwrap()).unwrap();
-    assert!(location.as_str().starts_with(REDIRECT));
-    let query: std::collections::HashMap<_, _> = location.query_pairs().into_owned().collect();
-    assert_eq!(query["state"], "session-42");
-    let code = &query["code"];
+    let (code, _) = authorize(&client, "contact:user.base:readonly", &verifier).await;
+    let code = code.as_str();
 
     let wrong = PkceVerifier::generate();
     let err = client
-        .exchange_code_v2(SIM_APP_ID, SIM_APP_SECRET, code, REDIRECT, Some(&wrong))
+        .exchange_code_v2(SIM_APP_ID, SIM_APP_SECRET, code, REDIRECT, &wrong)
         .await
         .unwrap_err();
     assert_eq!(api_code(&err), codes::AUTH_GRANT_MISMATCH);
@@ -206,14 +175,14 @@ async fn redirect_flow_exchanges_through_v2_with_pkce() {
             SIM_APP_SECRET,
             code,
             "http://127.0.0.1:9/other",
-            Some(&verifier),
+            &verifier,
         )
         .await
         .unwrap_err();
     assert_eq!(api_code(&err), codes::AUTH_GRANT_MISMATCH);
 
     let token = client
-        .exchange_code_v2(SIM_APP_ID, SIM_APP_SECRET, code, REDIRECT, Some(&verifier))
+        .exchange_code_v2(SIM_APP_ID, SIM_APP_SECRET, code, REDIRECT, &verifier)
         .await
         .unwrap();
     assert!(
@@ -229,12 +198,12 @@ async fn redirect_flow_exchanges_through_v2_with_pkce() {
     assert_eq!(sent.json()["code_verifier"], verifier.as_str());
 
     let err = client
-        .exchange_code_v2(SIM_APP_ID, SIM_APP_SECRET, code, REDIRECT, Some(&verifier))
+        .exchange_code_v2(SIM_APP_ID, SIM_APP_SECRET, code, REDIRECT, &verifier)
         .await
         .unwrap_err();
     assert_eq!(api_code(&err), codes::AUTH_CODE_USED);
     let err = client
-        .exchange_code_v2(SIM_APP_ID, "wrong", code, REDIRECT, Some(&verifier))
+        .exchange_code_v2(SIM_APP_ID, "wrong", code, REDIRECT, &verifier)
         .await
         .unwrap_err();
     assert_eq!(api_code(&err), codes::OAUTH_INVALID_CLIENT);
@@ -247,8 +216,8 @@ async fn authorize_page_without_a_signed_in_user_shows_a_login_page() {
         app_id: SIM_APP_ID,
         redirect_uri: REDIRECT,
         scopes: &Scopes::parse("").unwrap(),
-        state: "s",
-        pkce: None,
+        state: &RedirectState::generate(),
+        pkce: &PkceVerifier::generate(),
     });
     let page = reqwest::get(&url).await.unwrap();
     assert_eq!(page.status(), 200);
@@ -259,47 +228,23 @@ async fn authorize_page_without_a_signed_in_user_shows_a_login_page() {
 async fn v2_refresh_rotates_and_refuses_reuse() {
     let (sim, client) = start();
     let oauth = &sim.state().open_api.oauth;
-    oauth.sign_in(ADA);
-    let url = client.authorize_url(&AuthorizeRequest {
-        app_id: SIM_APP_ID,
-        redirect_uri: REDIRECT,
-        scopes: &Scopes::parse("").unwrap(),
-        state: "s",
-        pkce: None,
-    });
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let location = browser.get(&url).send().await.unwrap().headers()["location"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let code = url::Url::parse(&location)
-        .unwrap()
-        .query_pairs()
-        .find(|(k, _)| k == "code")
-        .unwrap()
-        .1
-        .into_owned();
-    let first = client
-        .exchange_code_v2(SIM_APP_ID, SIM_APP_SECRET, &code, REDIRECT, None)
-        .await
-        .unwrap();
+    let first = redirect_token(&sim, &client, ADA, "").await;
     let r1 = first.refresh_token.unwrap();
+    let refresh = |token: String, family| {
+        let client = client.clone();
+        async move {
+            client
+                .refresh_user_token(family, SIM_APP_ID, SIM_APP_SECRET, &token)
+                .await
+        }
+    };
 
-    let second = client
-        .refresh_user_token_v2(SIM_APP_ID, SIM_APP_SECRET, &r1)
-        .await
-        .unwrap();
+    let second = refresh(r1.clone(), TokenFamily::OAuthV2).await.unwrap();
     let r2 = second.refresh_token.unwrap();
     assert_ne!(r1, r2);
     assert_ne!(first.access_token, second.access_token);
 
-    let err = client
-        .refresh_user_token_v2(SIM_APP_ID, SIM_APP_SECRET, &r1)
-        .await
-        .unwrap_err();
+    let err = refresh(r1.clone(), TokenFamily::OAuthV2).await.unwrap_err();
     assert_eq!(api_code(&err), codes::REFRESH_TOKEN_USED);
     assert!(err.needs_reauth());
     assert_eq!(oauth.refresh_token_uses(&r1), 2);
@@ -307,41 +252,81 @@ async fn v2_refresh_rotates_and_refuses_reuse() {
     assert_eq!(oauth.reused_refresh_tokens(), vec![r1]);
     assert_eq!(oauth.refreshes_granted(), 1);
 
-    // A v2 refresh token means nothing to v1.
-    let err = client
-        .refresh_user_token_v1(&app_token(&client).await, &r2)
-        .await
-        .unwrap_err();
+    // A redirect's refresh token means nothing to the accounts host.
+    let err = refresh(r2, TokenFamily::Accounts).await.unwrap_err();
     assert_eq!(api_code(&err), codes::REFRESH_TOKEN_INVALID);
     assert!(err.needs_reauth());
 }
 
 #[tokio::test]
-async fn v1_refresh_rotates_and_honours_expiry_and_revocation() {
+async fn device_flow_tokens_refresh_at_the_accounts_host_with_a_json_body() {
     let (sim, client) = start();
     let oauth = &sim.state().open_api.oauth;
-    let app = app_token(&client).await;
-    let token = user_token(&sim, &client).await;
-    let r1 = token.refresh_token.unwrap();
+    let refresh = |token: String, family| {
+        let client = client.clone();
+        async move {
+            client
+                .refresh_user_token(family, SIM_APP_ID, SIM_APP_SECRET, &token)
+                .await
+        }
+    };
+    let (_, r1) = oauth.grant_token_pair(ADA, Generation::Accounts);
 
-    let next = client.refresh_user_token_v1(&app, &r1).await.unwrap();
-    let r2 = next.refresh_token.unwrap();
+    let next = refresh(r1.clone(), TokenFamily::Accounts).await.unwrap();
+    let r2 = next.refresh_token.clone().unwrap();
+    assert_ne!(r1, r2);
+    assert_eq!(next.scope.as_deref(), Some(default_scope().as_str()));
     assert_eq!(oauth.refresh_token_uses(&r1), 1);
-    let err = client.refresh_user_token_v1(&app, &r1).await.unwrap_err();
+    let sent = &sim.recorder().requests_to("/oauth/v3/token")[0];
+    assert_eq!(
+        sent.json(),
+        json!({"grant_type": "refresh_token", "refresh_token": r1, "client_id": SIM_APP_ID, "client_secret": SIM_APP_SECRET})
+    );
+    let err = refresh(r1, TokenFamily::Accounts).await.unwrap_err();
     assert_eq!(api_code(&err), codes::REFRESH_TOKEN_USED);
 
+    // Not at v2: the family that issued it is the only one that takes it.
+    let err = refresh(r2.clone(), TokenFamily::OAuthV2).await.unwrap_err();
+    assert_eq!(api_code(&err), codes::REFRESH_TOKEN_INVALID);
+
     oauth.expire_refresh_tokens(ADA);
-    let err = client.refresh_user_token_v1(&app, &r2).await.unwrap_err();
+    let err = refresh(r2, TokenFamily::Accounts).await.unwrap_err();
     assert_eq!(api_code(&err), codes::REFRESH_TOKEN_EXPIRED);
     assert!(err.needs_reauth());
 
-    let fresh = user_token(&sim, &client).await.refresh_token.unwrap();
+    let (_, fresh) = oauth.grant_token_pair(ADA, Generation::Accounts);
     oauth.revoke_refresh_tokens(ADA);
+    let err = refresh(fresh, TokenFamily::Accounts).await.unwrap_err();
+    assert_eq!(api_code(&err), codes::REFRESH_TOKEN_REVOKED);
+}
+
+#[tokio::test]
+async fn tokens_carry_the_scopes_asked_for_and_calls_outside_them_are_refused() {
+    let (sim, client) = start();
+    let oauth = &sim.state().open_api.oauth;
+    let narrow = redirect_token(&sim, &client, ADA, "contact:user.base:readonly").await;
+    assert_eq!(
+        oauth.access_token_scope(&narrow.access_token).as_deref(),
+        Some("contact:user.base:readonly offline_access")
+    );
+    let info = client.user_info(&narrow.access_token).await.unwrap();
+    assert_eq!(
+        info.email, None,
+        "no email without contact:user.email:readonly"
+    );
     let err = client
-        .refresh_user_token_v1(&app, &fresh)
+        .create_aily_session(&narrow.access_token)
         .await
         .unwrap_err();
-    assert_eq!(api_code(&err), codes::REFRESH_TOKEN_REVOKED);
+    assert!(
+        matches!(&err, LarkError::ScopeNotGranted { scopes, .. } if scopes == &["aily:session:write"]),
+        "{err:?}"
+    );
+
+    let full = user_token(&sim, &client).await;
+    let info = client.user_info(&full.access_token).await.unwrap();
+    assert_eq!(info.email.as_deref(), Some("adalovelace@example.com"));
+    assert!(client.create_aily_session(&full.access_token).await.is_ok());
 }
 
 #[tokio::test]
@@ -590,11 +575,8 @@ async fn aily_runs_fail_on_demand_and_sessions_are_private() {
         .open_api
         .oauth
         .add_user(SimUser::new("ou_bob0002", "Bob"));
-    let code = sim.state().open_api.oauth.issue_code("ou_bob0002");
-    let bob = client
-        .exchange_code_v1(&app_token(&client).await, &code)
+    let bob = redirect_token(&sim, &client, "ou_bob0002", &default_scope())
         .await
-        .unwrap()
         .access_token;
     let err = client
         .post_aily_message(&bob, &session.id, "j", "peek")

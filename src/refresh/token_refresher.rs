@@ -46,20 +46,20 @@ use std::time::{Duration, Instant};
 use actix::prelude::*;
 use chrono::NaiveDateTime;
 
-use crate::auth::card::AuthCardOptions;
-use crate::auth::card_auth::{CardAuth, SendAuthCard};
+use crate::auth::card_auth::{send_reauth_card, CardAuth};
 use crate::auth::registry::{condemn_unreadable, UserTokens};
 use crate::auth::vault::{SealedColumn, Slot, Vault};
 use crate::db::models::user_auth_session::{self as sessions, RefreshClaim, RefreshedTokens};
 use crate::db::{after, Db, DbError};
 use crate::domain::{AuthMethod, Secret, SessionState};
+use crate::lark::auth_api::TokenFamily;
 use crate::lark::auth_api::UserToken;
 use crate::lark::client::{LarkClient, LarkError};
 use crate::lark::pace::Pace;
 use crate::metrics::{
     TOKENS_EXPIRING_SOON, TOKEN_REFRESH, TOKEN_STORE_PENDING, TOKEN_STORE_WAIT_SECONDS,
 };
-use crate::refresh::app_token_cache::{with_token, AppCallError, AppTokenCache, TokenKind};
+use crate::refresh::app_token_cache::AppCallError;
 use crate::supervise::backoff::Backoff;
 use crate::supervise::{Lifecycle, Managed};
 use crate::telemetry::Masked;
@@ -206,7 +206,6 @@ struct Worker {
     db: Db,
     vault: Vault,
     lark: LarkClient,
-    app_tokens: Addr<AppTokenCache>,
     card_auth: Option<Addr<CardAuth>>,
     app_id: String,
     app_secret: Secret,
@@ -363,27 +362,22 @@ impl Worker {
         }
     }
 
-    /// A refresh token goes back to the endpoint generation that issued it:
-    /// v1 for card clicks, v2 for the redirect and device flows.
+    /// A refresh token goes back to the endpoint family that issued it
+    /// (see [`TokenFamily`]).
     async fn call(
         &self,
         method: AuthMethod,
         refresh_token: &str,
     ) -> Result<UserToken, AppCallError> {
-        match method {
-            AuthMethod::WebsocketCard => {
-                with_token(&self.app_tokens, TokenKind::App, |app_token| async move {
-                    self.lark
-                        .refresh_user_token_v1(&app_token, refresh_token)
-                        .await
-                })
-                .await
-            }
-            AuthMethod::OauthRedirect | AuthMethod::DeviceCode => Ok(self
-                .lark
-                .refresh_user_token_v2(&self.app_id, self.app_secret.expose(), refresh_token)
-                .await?),
-        }
+        Ok(self
+            .lark
+            .refresh_user_token(
+                TokenFamily::from(method),
+                &self.app_id,
+                self.app_secret.expose(),
+                refresh_token,
+            )
+            .await?)
     }
 
     /// Seal and store the new pair, releasing the claim.
@@ -511,34 +505,13 @@ impl Worker {
     }
 
     fn send_auth_card(&self, open_id: &str) {
-        let Some(card_auth) = self.card_auth.clone() else {
-            return;
-        };
-        let open_id = open_id.to_owned();
-        actix_rt::spawn(async move {
-            let sent = card_auth
-                .send(SendAuthCard {
-                    open_id: open_id.clone(),
-                    options: AuthCardOptions {
-                        custom_message: Some(
-                            "Your authorization has expired. Please authorize again.".into(),
-                        ),
-                        ..AuthCardOptions::default()
-                    },
-                })
-                .await;
-            match sent {
-                Ok(Ok(card)) => {
-                    tracing::info!(%open_id, session_id = %card.session_id, "sent a new authorization card")
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(%open_id, error = %e, "could not send a new authorization card")
-                }
-                Err(e) => {
-                    tracing::warn!(%open_id, error = %e, "could not send a new authorization card: card flow unavailable")
-                }
-            }
-        });
+        if let Some(card_auth) = self.card_auth.clone() {
+            send_reauth_card(
+                card_auth,
+                open_id.to_owned(),
+                "Your authorization has expired. Please authorize again.".into(),
+            );
+        }
     }
 
     /// One step of an on-demand refresh, decided in one transaction.
@@ -683,7 +656,6 @@ impl TokenRefresher {
         db: Db,
         vault: Vault,
         lark: LarkClient,
-        app_tokens: Addr<AppTokenCache>,
         card_auth: Option<Addr<CardAuth>>,
     ) -> Self {
         let owner = format!("{NAME}-{}", uuid::Uuid::new_v4().simple());
@@ -692,7 +664,6 @@ impl TokenRefresher {
                 db,
                 vault,
                 lark,
-                app_tokens,
                 card_auth: card_auth.filter(|_| config.send_auth_card),
                 app_id: config.app_id.clone(),
                 app_secret: config.app_secret.clone(),

@@ -13,6 +13,8 @@
 //!   interval), `access_denied`, `expired_token`, or the flat token answer.
 //!   The reference client ignores the HTTP status and reads `error`, so the
 //!   status we answer (400) is immaterial.
+//! - The same `POST /oauth/v3/token` with a JSON body: the `refresh_token`
+//!   grant (larksuite/cli `uat_client.go`), see [`accounts_refresh`].
 //!
 //! Grants share the device server's book, so
 //! [`DeviceServerState::approve_as`](super::device_server::DeviceServerState::approve_as),
@@ -27,7 +29,7 @@ use base64::Engine;
 use serde_json::json;
 
 use super::device_server::{form, intercept, origin, poll, DEVICE_CODE_GRANT};
-use super::oauth_routes::v2_token_answer;
+use super::oauth_routes::{accounts_refresh, v2_token_answer};
 use super::SimState;
 
 pub const FEISHU_DEVICE_AUTHORIZATION_PATH: &str = "/oauth/v1/device_authorization";
@@ -81,6 +83,18 @@ async fn device_authorization(
 async fn token(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> HttpResponse {
     if let Some(r) = intercept(&state, &req, &body, "feishu_device_token").await {
         return r;
+    }
+    // Refreshes come as JSON (larksuite/cli `uat_client.go`), polls as a form.
+    let json = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if json {
+        return match accounts_refresh(&state, &req, &body) {
+            Ok(answer) => answer,
+            Err(refusal) => actix_web::ResponseError::error_response(&refusal),
+        };
     }
     let form = form(&body);
     let field = |k: &str| form.get(k).map_or("", String::as_str);

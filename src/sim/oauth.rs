@@ -3,9 +3,16 @@
 //! side is in [`super::oauth_routes`].
 //!
 //! Rules, as on the platform: codes are single use and live 5 minutes;
-//! refresh tokens rotate and are single use, and one issued by v1 is refused
-//! by v2 (and vice versa) with 20026; v2 hands out a refresh token only for
-//! the `offline_access` scope. Every presentation of a refresh token is
+//! refresh tokens rotate and are single use, and one is refused with 20026
+//! by an endpoint family other than the one that issued it (§5.3: "refresh
+//! at the endpoint family that issued the token", larksuite/cli
+//! `uat_client.go`); v2 hands out a refresh token only for the
+//! `offline_access` scope. Every token carries the scopes that were asked
+//! for (§5.1: "a user token carries only the scopes requested and
+//! granted"); `user_info` leaves out the email without
+//! `contact:user.email:readonly` (§5.4, fields needing extra scopes are
+//! omitted) and Aily refuses a user token without its scope (99991679,
+//! [`OAuthState::authenticate_for`]). Every presentation of a refresh token is
 //! counted, so tests can assert each one was spent exactly once. Error codes
 //! are in [`crate::lark::codes`]; the ones the platform does not document
 //! (a reused code: 20065, a redirect/PKCE mismatch: 20071) are marked there.
@@ -23,8 +30,25 @@ use super::open_api::Reject;
 use super::state::lock;
 use crate::lark::codes;
 
-/// The scope of codes issued by [`OAuthState::issue_code`].
-pub const DEFAULT_SCOPE: &str = "contact:user.base:readonly offline_access";
+/// The scope `user_info` needs to answer the email.
+pub const EMAIL_SCOPE: &str = "contact:user.email:readonly";
+
+/// What a service with the default `OAUTH_SCOPES` is granted: the scope of
+/// seeded tokens.
+pub fn default_scope() -> String {
+    crate::config::defaults()
+        .ok()
+        .and_then(|raw| raw.get("OAUTH_SCOPES").cloned())
+        .and_then(|list| crate::domain::Scopes::parse(&list).ok())
+        .map_or_else(
+            || crate::domain::scopes::OFFLINE_ACCESS.to_owned(),
+            |s| s.to_param(),
+        )
+}
+
+fn has_scope(granted: &str, scope: &str) -> bool {
+    granted.split_whitespace().any(|s| s == scope)
+}
 /// How long an authorization code lives unless a test changes it.
 pub const CODE_TTL: Duration = Duration::from_secs(300);
 /// How long a user access token lives unless a test changes it.
@@ -78,7 +102,7 @@ impl SimUser {
         }
     }
 
-    fn profile(&self) -> Value {
+    fn profile(&self, scope: &str) -> Value {
         let mut profile = json!({
             "name": self.name,
             "en_name": self.en_name,
@@ -92,13 +116,14 @@ impl SimUser {
             "tenant_key": SIM_TENANT_KEY,
         });
         // Ungranted or unset fields are left out, as the platform does.
-        for (key, value) in [
-            ("email", &self.email),
-            ("enterprise_email", &self.enterprise_email),
-            ("mobile", &self.mobile),
-            ("employee_no", &self.employee_no),
+        let email = has_scope(scope, EMAIL_SCOPE);
+        for (key, value, granted) in [
+            ("email", &self.email, email),
+            ("enterprise_email", &self.enterprise_email, email),
+            ("mobile", &self.mobile, true),
+            ("employee_no", &self.employee_no, true),
         ] {
-            if let Some(value) = value {
+            if let (Some(value), true) = (value, granted) {
                 profile[key] = json!(value);
             }
         }
@@ -106,10 +131,12 @@ impl SimUser {
     }
 }
 
-/// Which endpoint generation issued a refresh token.
+/// Which endpoint family issued a refresh token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Generation {
-    V1,
+    /// The accounts host's `/oauth/v3/token` (device flow).
+    Accounts,
+    /// `/open-apis/authen/v2/oauth/token` (redirect flow).
     V2,
 }
 
@@ -166,6 +193,7 @@ enum TokenKind {
 
 struct AccessGrant {
     open_id: String,
+    scope: String,
     validity: Validity,
 }
 
@@ -262,7 +290,7 @@ impl OAuthState {
     pub fn grant_access_token(&self, open_id: &str) -> String {
         let mut inner = lock(&self.inner);
         ensure_user(&mut inner, open_id);
-        issue_tokens(&mut inner, open_id, DEFAULT_SCOPE, Generation::V2, false).access_token
+        issue_tokens(&mut inner, open_id, &default_scope(), Generation::V2, false).access_token
     }
 
     /// A live access token and refresh token of `generation` for
@@ -271,7 +299,7 @@ impl OAuthState {
     pub fn grant_token_pair(&self, open_id: &str, generation: Generation) -> (String, String) {
         let mut inner = lock(&self.inner);
         ensure_user(&mut inner, open_id);
-        let issued = issue_tokens(&mut inner, open_id, DEFAULT_SCOPE, generation, true);
+        let issued = issue_tokens(&mut inner, open_id, &default_scope(), generation, true);
         let refresh = issued.refresh_token.unwrap_or_default();
         (issued.access_token, refresh)
     }
@@ -286,25 +314,6 @@ impl OAuthState {
             .chain(inner.refresh.keys())
             .cloned()
             .collect()
-    }
-
-    /// A fresh code for `open_id` with [`DEFAULT_SCOPE`], bound to no
-    /// redirect URI: what a simulated card click produces. An unknown user
-    /// is added with a derived profile.
-    pub fn issue_code(&self, open_id: &str) -> String {
-        let mut inner = lock(&self.inner);
-        let life = Lifetime::starting_now(inner.code_ttl);
-        insert_code(&mut inner, open_id, DEFAULT_SCOPE, None, None, life)
-    }
-
-    /// A code that is already past its lifetime.
-    pub fn issue_expired_code(&self, open_id: &str) -> String {
-        let mut inner = lock(&self.inner);
-        let life = Lifetime {
-            expires_at: Instant::now(),
-            forced: true,
-        };
-        insert_code(&mut inner, open_id, DEFAULT_SCOPE, None, None, life)
     }
 
     /// Lifetime of codes issued from now on.
@@ -430,21 +439,8 @@ impl OAuthState {
             &mut inner,
             &open_id,
             scope,
-            Generation::V2,
+            Generation::Accounts,
             offline,
-        ))
-    }
-
-    /// v1 exchange: any live code; always issues a refresh token.
-    pub(super) fn exchange_code_v1(&self, code: &str) -> Result<Issued, Reject> {
-        let mut inner = lock(&self.inner);
-        let (open_id, scope) = redeem_code(&mut inner, code, |_| Ok(()))?;
-        Ok(issue_tokens(
-            &mut inner,
-            &open_id,
-            &scope,
-            Generation::V1,
-            true,
         ))
     }
 
@@ -475,29 +471,53 @@ impl OAuthState {
         refresh(&mut lock(&self.inner), token, generation)
     }
 
-    /// The user's profile as `user_info` answers it.
-    pub(super) fn profile(&self, open_id: &str) -> Option<Value> {
-        lock(&self.inner).users.get(open_id).map(SimUser::profile)
+    /// The profile `user_info` answers for a token: the user's, with the
+    /// fields the token's scope allows.
+    pub(super) fn profile(&self, token: &str) -> Result<Value, Reject> {
+        let inner = lock(&self.inner);
+        let grant = live_grant(&inner, token)?;
+        inner
+            .users
+            .get(&grant.open_id)
+            .map(|user| user.profile(&grant.scope))
+            .ok_or_else(|| Reject::bad(codes::USER_ACCESS_TOKEN_INVALID, "user no longer exists"))
     }
 
-    /// The `open_id` behind a user access token, or the platform's refusal.
-    pub(super) fn authenticate(&self, token: &str) -> Result<String, Reject> {
+    /// The `open_id` behind a user access token for a call that needs
+    /// `scope`, or the platform's refusal: 99991679 naming the scope when
+    /// the token lacks it.
+    pub(super) fn authenticate_for(&self, token: &str, scope: &str) -> Result<String, Reject> {
         let inner = lock(&self.inner);
-        match inner.access.get(token) {
-            Some(grant) if grant.validity.revoked => Err(Reject::bad(
-                codes::USER_ACCESS_TOKEN_INVALID,
-                "Invalid access token for authorization (revoked)",
-            )),
-            Some(grant) if grant.validity.life.is_over() => Err(Reject::bad(
-                codes::USER_ACCESS_TOKEN_EXPIRED,
-                "The user access token has expired; refresh it",
-            )),
-            Some(grant) => Ok(grant.open_id.clone()),
-            None => Err(Reject::bad(
-                codes::USER_ACCESS_TOKEN_INVALID,
-                "Invalid access token for authorization",
-            )),
+        let grant = live_grant(&inner, token)?;
+        if !has_scope(&grant.scope, scope) {
+            return Err(Reject::scope_not_granted(scope));
         }
+        Ok(grant.open_id.clone())
+    }
+
+    /// The scope a live access token carries.
+    pub fn access_token_scope(&self, token: &str) -> Option<String> {
+        let inner = lock(&self.inner);
+        live_grant(&inner, token).ok().map(|g| g.scope.clone())
+    }
+}
+
+/// A live access grant, or the platform's refusal of the token.
+fn live_grant<'a>(inner: &'a Inner, token: &str) -> Result<&'a AccessGrant, Reject> {
+    match inner.access.get(token) {
+        Some(grant) if grant.validity.revoked => Err(Reject::bad(
+            codes::USER_ACCESS_TOKEN_INVALID,
+            "Invalid access token for authorization (revoked)",
+        )),
+        Some(grant) if grant.validity.life.is_over() => Err(Reject::bad(
+            codes::USER_ACCESS_TOKEN_EXPIRED,
+            "The user access token has expired; refresh it",
+        )),
+        Some(grant) => Ok(grant),
+        None => Err(Reject::bad(
+            codes::USER_ACCESS_TOKEN_INVALID,
+            "Invalid access token for authorization",
+        )),
     }
 }
 
@@ -572,6 +592,7 @@ fn issue_tokens(
         access_token.clone(),
         AccessGrant {
             open_id: open_id.to_owned(),
+            scope: scope.to_owned(),
             validity: Validity::starting_now(inner.access_ttl),
         },
     );
@@ -610,7 +631,7 @@ fn refresh(inner: &mut Inner, token: &str, generation: Generation) -> Result<Iss
     let refusal = if grant.generation != generation {
         Some((
             codes::REFRESH_TOKEN_INVALID,
-            "refresh token was issued by the other endpoint version",
+            "refresh token was issued by another endpoint family",
         ))
     } else if grant.used {
         Some((

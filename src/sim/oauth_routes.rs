@@ -6,19 +6,19 @@
 //!   Redirects (302) to `redirect_uri?code&state` for the user a test
 //!   [signed in](super::oauth::OAuthState::sign_in); answers a plain login
 //!   page without one.
-//! - `oidc_access_token`, `oidc_refresh_access_token`: the v1 OIDC endpoints
-//!   (app access token bearer, envelope answers).
 //! - `oauth_token`: the v2 endpoint (credentials in the body, flat answers,
 //!   errors in the RFC 6749 shape).
 //! - `user_info`: `GET /open-apis/authen/v1/user_info` (user token bearer).
+//!
+//! The accounts host's `refresh_token` grant ([`accounts_refresh`]) is
+//! answered on the device flow's token route (`super::feishu_device`).
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::{json, Value};
 
 use super::oauth::{Generation, Issued};
 use super::open_api::{
-    bearer, enter, flat, json_body, ok, optional, query_map, require_app_access_token, required,
-    Answer, Reject,
+    bearer, enter, flat, json_body, ok, optional, query_map, required, Answer, Reject,
 };
 use super::SimState;
 use crate::lark::codes;
@@ -26,14 +26,6 @@ use crate::lark::codes;
 /// Register the routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/open-apis/authen/v1/authorize", web::get().to(authorize))
-        .route(
-            "/open-apis/authen/v1/oidc/access_token",
-            web::post().to(oidc_access_token),
-        )
-        .route(
-            "/open-apis/authen/v1/oidc/refresh_access_token",
-            web::post().to(oidc_refresh_access_token),
-        )
         .route(
             "/open-apis/authen/v2/oauth/token",
             web::post().to(oauth_token),
@@ -100,57 +92,6 @@ fn token_data(issued: &Issued) -> Value {
     data
 }
 
-/// v1 answers carry `refresh_expires_in`; v1 always issues a refresh token.
-fn v1_answer(issued: &Issued) -> HttpResponse {
-    let mut data = token_data(issued);
-    data["refresh_expires_in"] = json!(issued.refresh_expires_in);
-    ok(data)
-}
-
-/// Route `oidc_access_token`.
-async fn oidc_access_token(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<SimState>,
-) -> Answer {
-    if let Some(r) = enter(&state, "oidc_access_token", &req, &body).await {
-        return Ok(r);
-    }
-    require_app_access_token(&state, &req)?;
-    let body = json_body(&req, &body)?;
-    if required(&body, "grant_type")? != "authorization_code" {
-        return Err(Reject::bad(
-            codes::OAUTH_INVALID_REQUEST,
-            "grant_type must be authorization_code",
-        ));
-    }
-    let code = required(&body, "code")?;
-    Ok(v1_answer(&state.open_api.oauth.exchange_code_v1(code)?))
-}
-
-/// Route `oidc_refresh_access_token`.
-async fn oidc_refresh_access_token(
-    req: HttpRequest,
-    body: web::Bytes,
-    state: web::Data<SimState>,
-) -> Answer {
-    if let Some(r) = enter(&state, "oidc_refresh_access_token", &req, &body).await {
-        return Ok(r);
-    }
-    require_app_access_token(&state, &req)?;
-    let body = json_body(&req, &body)?;
-    if required(&body, "grant_type")? != "refresh_token" {
-        return Err(Reject::bad(
-            codes::OAUTH_INVALID_REQUEST,
-            "grant_type must be refresh_token",
-        ));
-    }
-    let token = required(&body, "refresh_token")?;
-    Ok(v1_answer(
-        &state.open_api.oauth.refresh(token, Generation::V1)?,
-    ))
-}
-
 /// Route `oauth_token` (v2): errors in the RFC 6749 shape.
 async fn oauth_token(req: HttpRequest, body: web::Bytes, state: web::Data<SimState>) -> Answer {
     if let Some(r) = enter(&state, "oauth_token", &req, &body).await {
@@ -202,10 +143,38 @@ async fn user_info(req: HttpRequest, state: web::Data<SimState>) -> Answer {
     if let Some(r) = enter(&state, "user_info", &req, &[]).await {
         return Ok(r);
     }
-    let open_id = state.open_api.oauth.authenticate(bearer(&req)?)?;
-    let profile =
-        state.open_api.oauth.profile(&open_id).ok_or_else(|| {
-            Reject::bad(codes::USER_ACCESS_TOKEN_INVALID, "user no longer exists")
-        })?;
-    Ok(ok(profile))
+    Ok(ok(state.open_api.oauth.profile(bearer(&req)?)?))
+}
+
+/// The accounts host's `refresh_token` grant on `POST /oauth/v3/token`, as
+/// larksuite/cli sends it (`internal/auth/uat_client.go`, `refreshOnce`): a
+/// JSON body `{grant_type, refresh_token, client_id, client_secret}`; the
+/// answer is flat like v2's (`refreshResponse`: `code`, `access_token`,
+/// `expires_in`, `refresh_token`, `refresh_token_expires_in`, `scope`,
+/// `error`, `error_description`). Only tokens this host issued refresh
+/// here; each is single use and rotates.
+pub(super) fn accounts_refresh(state: &SimState, req: &HttpRequest, body: &[u8]) -> Answer {
+    let body = json_body(req, body).map_err(|r| r.into_oauth("invalid_request"))?;
+    let field = |key| required(&body, key).map_err(|r| r.into_oauth("invalid_request"));
+    let (client_id, client_secret) = (field("client_id")?, field("client_secret")?);
+    if client_id != state.app_id || client_secret != state.app_secret {
+        return Err(Reject::bad(
+            codes::OAUTH_INVALID_CLIENT,
+            "client_id or client_secret is invalid",
+        )
+        .into_oauth("invalid_client"));
+    }
+    if field("grant_type")? != "refresh_token" {
+        return Err(Reject::bad(
+            codes::OAUTH_INVALID_REQUEST,
+            "a JSON body carries the refresh_token grant only",
+        )
+        .into_oauth("unsupported_grant_type"));
+    }
+    let issued = state
+        .open_api
+        .oauth
+        .refresh(field("refresh_token")?, Generation::Accounts)
+        .map_err(|r| r.into_oauth("invalid_grant"))?;
+    Ok(flat(v2_token_answer(&issued)))
 }

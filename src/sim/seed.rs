@@ -65,8 +65,8 @@ pub fn completed_sessions(
     seed(conn, oauth, vault, app_id, users, at, None, grant)
 }
 
-/// Like [`completed_sessions`], with a v1 token pair (what a card click
-/// grants) whose access token the database says expires at
+/// Like [`completed_sessions`], with a token pair from the accounts host
+/// (what the card's device flow grants) whose access token the database says expires at
 /// `token_expires_at`.
 pub fn refreshable_sessions(
     conn: &mut AnyConnection,
@@ -78,7 +78,7 @@ pub fn refreshable_sessions(
     token_expires_at: NaiveDateTime,
 ) -> Result<usize, SeedError> {
     let grant = |open_id: &str| {
-        let (access, refresh) = oauth.grant_token_pair(open_id, Generation::V1);
+        let (access, refresh) = oauth.grant_token_pair(open_id, Generation::Accounts);
         (access, Some(refresh))
     };
     seed(

@@ -20,6 +20,7 @@ mod long_connection;
 mod openapi;
 mod operator_assets;
 mod persistence;
+mod redirect;
 mod refresh;
 mod sync;
 mod user_device_login;

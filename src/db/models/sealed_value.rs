@@ -36,6 +36,11 @@ macro_rules! on_column {
                 let ($table, $key, $col) = (d::device_tokens, d::profile, d::refresh_token_enc);
                 $body
             }
+            SealedColumn::PkceVerifier => {
+                let ($table, $key, $col) =
+                    (s::user_auth_sessions, s::session_id, s::pkce_verifier_enc);
+                $body
+            }
         }
     };
 }

@@ -606,3 +606,50 @@ pub fn count_expiring(conn: &mut AnyConnection, by: NaiveDateTime) -> Result<i64
         .count()
         .get_result(conn)?)
 }
+
+/// Give pending session `session_id` its redirect-flow secrets: the hash of
+/// the authorize request's `state` and the sealed PKCE verifier. Returns
+/// whether the session was there to take them.
+pub fn set_redirect_grant(
+    conn: &mut AnyConnection,
+    session_id: &str,
+    state_hash: &str,
+    pkce_verifier_enc: &str,
+) -> Result<bool, DbError> {
+    Ok(diesel::update(
+        s::user_auth_sessions
+            .filter(s::session_id.eq(session_id))
+            .filter(s::state.eq(SessionState::Pending.as_str())),
+    )
+    .set((
+        s::oauth_state_hash.eq(state_hash),
+        s::pkce_verifier_enc.eq(pkce_verifier_enc),
+    ))
+    .execute(conn)?
+        == 1)
+}
+
+/// The session whose redirect `state` hashes to `state_hash`, with its
+/// sealed PKCE verifier; none once the session completed (completion clears
+/// the hash, so a state is good for one completion).
+pub fn find_by_state_hash(
+    conn: &mut AnyConnection,
+    state_hash: &str,
+) -> Result<Option<(UserAuthSession, Option<String>)>, DbError> {
+    Ok(s::user_auth_sessions
+        .filter(s::oauth_state_hash.eq(state_hash))
+        .select((UserAuthSession::as_select(), s::pkce_verifier_enc))
+        .first(conn)
+        .optional()?)
+}
+
+/// Drop completed session `session_id`'s redirect-flow secrets.
+pub fn clear_redirect_grant(conn: &mut AnyConnection, session_id: &str) -> Result<(), DbError> {
+    diesel::update(s::user_auth_sessions.filter(s::session_id.eq(session_id)))
+        .set((
+            s::oauth_state_hash.eq(None::<String>),
+            s::pkce_verifier_enc.eq(None::<String>),
+        ))
+        .execute(conn)?;
+    Ok(())
+}

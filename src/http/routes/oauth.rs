@@ -1,17 +1,16 @@
-//! `GET /oauth/callback?code&state`: the end of the OAuth redirect flow.
+//! `GET /oauth/callback?code&state`: the end of the OAuth redirect flow
+//! (see `auth::redirect`).
 //!
-//! `state` must name a pending session; anything else is refused before
-//! the database is written (a malformed state is refused before it is even
-//! looked up).
-
-use actix_web::{get, web, HttpResponse};
-use serde::Deserialize;
-use uuid::Uuid;
+//! `state` must be one the service issued for a pending `oauth_redirect`
+//! session; anything else is refused without writing (a malformed state is
+//! refused before it is even looked up), and no refusal fails the session.
 
 use crate::auth::card_auth::CompleteOAuth;
-use crate::auth::error::AuthError;
 use crate::http::error::ApiError;
 use crate::http::AppState;
+use crate::lark::auth_api::RedirectState;
+use actix_web::{get, web, HttpResponse};
+use serde::Deserialize;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 pub struct CallbackQuery {
@@ -21,11 +20,11 @@ pub struct CallbackQuery {
     pub error: Option<String>,
 }
 
-/// Where the authorize page sends the user back; `state` is the session id.
+/// Where the authorize page sends the user's browser back with the code.
 #[utoipa::path(tag = "platform", params(CallbackQuery), responses(
     (status = 200, description = "authorized; a page the user can close", content_type = "text/html", body = String),
-    (status = 400, description = "declined, bad or unknown state, missing code", body = crate::http::error::ErrorBody),
-    (status = 409, description = "the session is no longer pending", body = crate::http::error::ErrorBody),
+    (status = 400, description = "declined, bad, unknown or already used state, missing code, a code the platform refused", body = crate::http::error::ErrorBody),
+    (status = 409, description = "the session is no longer pending, or another account approved", body = crate::http::error::ErrorBody),
     (status = 502, description = "the platform refused the code", body = crate::http::error::ErrorBody),
 ))]
 #[get("/oauth/callback")]
@@ -40,13 +39,16 @@ pub async fn callback(
             format!("the authorize page answered `{error}`"),
         ));
     }
-    let session_id = query
+    let redirect_state = query
         .state
         .as_deref()
-        .and_then(|s| Uuid::parse_str(s).ok())
+        .and_then(RedirectState::parse)
         .ok_or_else(|| {
             crate::metrics::bad_input("oauth", "bad_state");
-            ApiError::bad_request("bad_state", "`state` is missing or is not a session id")
+            ApiError::bad_request(
+                "bad_state",
+                "`state` is missing or is not one this service issued",
+            )
         })?;
     let code = query
         .code
@@ -56,19 +58,9 @@ pub async fn callback(
         .card_auth
         .send(CompleteOAuth {
             code,
-            state: session_id,
+            state: redirect_state,
         })
-        .await?
-        .map_err(|e| match e {
-            AuthError::UnknownSession(_) => {
-                crate::metrics::bad_input("oauth", "unknown_state");
-                ApiError::bad_request(
-                    "unknown_state",
-                    "`state` does not name a pending authorization",
-                )
-            }
-            other => ApiError::from(other),
-        })?;
+        .await??;
     let name = html_escape(session.user_name.as_deref().unwrap_or("you"));
     Ok(HttpResponse::Ok()
         .content_type("text/html; charset=utf-8")

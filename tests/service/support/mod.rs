@@ -28,8 +28,9 @@ pub const FAST: &[(&str, &str)] = &[
     ("AILY_APP_ID", "spring_test__c"),
     ("AILY_POLL_INTERVAL_MS", "20"),
 ];
-/// The v1 refresh endpoint card-click sessions refresh on.
-pub const REFRESH_PATH: &str = "/authen/v1/oidc/refresh_access_token";
+/// The accounts host's token endpoint, where seeded (card, device-flow)
+/// sessions refresh.
+pub const REFRESH_PATH: &str = "/oauth/v3/token";
 /// The `ENCRYPTION_KEY` every test service (in-process or binary) runs with.
 pub const TEST_KEY_HEX: &str = "1111111111111111111111111111111111111111111111111111111111111111";
 
@@ -261,8 +262,8 @@ pub fn seed_completed(app: &TestApp, users: Vec<lark_service::sim::oauth::SimUse
     });
 }
 
-/// Store completed sessions for `users` holding a v1 token pair (granted
-/// by the simulator) whose access token the database says expires at
+/// Store completed card sessions for `users` holding a device-flow token
+/// pair (granted by the simulator) whose access token the database says expires at
 /// `token_expires_at`, in the database at `database_url` (migrated).
 pub fn seed_refreshable_at(
     database_url: &str,
